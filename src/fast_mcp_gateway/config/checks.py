@@ -27,7 +27,7 @@ from fast_mcp_gateway.config.eras import era_problem
 from fast_mcp_gateway.config.host_keys import HOST_KEYS
 from fast_mcp_gateway.config.schema import INTERNAL_FIELDS, ServerConfig
 from fast_mcp_gateway.config.settings import default_db_path
-from fast_mcp_gateway.telemetry.redaction import mask_secrets
+from fast_mcp_gateway.telemetry.redaction import mask_text
 
 Problem = tuple[str, str] | None
 Fail = Callable[[str | None, str | None, str], None]
@@ -281,7 +281,8 @@ def _split(command: str) -> list[str]:
 
 
 def _show(text: str, server: ServerConfig) -> str:
-    return mask_secrets(text, server.secrets)
+    # URL credentials too: an 'ftp://user:password@...' refused was echoed whole.
+    return mask_text(text, server.secrets)
 
 
 def check_document(data: Any, fail: Fail) -> None:

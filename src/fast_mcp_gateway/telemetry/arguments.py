@@ -156,6 +156,14 @@ def mask_argument_values(text: str, arguments: Any,
     return mask_secrets(text, found | pieces)
 
 
+def mask_echo(text: str, arguments: Any) -> str:
+    """An upstream's ``isError`` text as its host gets it: ``mask_text``, then the call's
+    own credential-like argument values (``mask_argument_values``, the default keys).
+    A tool that echoes its input (``f"bad options {options!r}"``) showed a password
+    nested in an object to the host and, through it, to the model's transcript."""
+    return mask_argument_values(mask_text(text), arguments)
+
+
 def credential_values(arguments: Any, keys: Iterable[str] = DEFAULT_REDACT_KEYS) -> set[str]:
     """The values under ``arguments``' credential-like keys (at any depth), each as
     written, as Python's ``repr`` writes it and as JSON does: what an echo shows."""

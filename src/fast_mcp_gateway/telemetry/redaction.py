@@ -22,6 +22,7 @@ import logging
 import re
 import threading
 from collections.abc import Collection, Iterable, Sequence
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from fast_mcp_gateway.telemetry.value_index import GRAM, ValueIndex
@@ -422,6 +423,11 @@ class SecretLogFilter(logging.Filter):
     traffic costs nothing."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and any(isinstance(a, dict | list) for a in args):
+            record.args = tuple(masked_structure(a) for a in args)
+        elif isinstance(args, dict):
+            record.args = masked_structure(args)
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a bad format is logging's to report, not ours
@@ -436,6 +442,25 @@ class SecretLogFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = mask_text(record.stack_info)
         return True
+
+
+def masked_structure(value: Any, depth: int = 0) -> Any:
+    """A log call's dict or list argument with the values under credential-like keys
+    (``CREDENTIAL_KEY``) and a command line's credential arguments masked, at any
+    depth: FastMCP logs each tool call's arguments at DEBUG ("Handler called:
+    call_tool %s with %s"), the host's password with them, which no registry knows."""
+    if depth > 64:  # the host chose the nesting
+        return MASK
+    if isinstance(value, dict):
+        return {k: MASK if isinstance(k, str) and v not in (None, "")
+                and CREDENTIAL_KEY.search(k) else masked_structure(v, depth + 1)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        words = [v for v in value if isinstance(v, str)]
+        found = credential_args(words) if words else []
+        return [mask_secrets(v, found) if isinstance(v, str) and found
+                else masked_structure(v, depth + 1) for v in value]
+    return value
 
 
 def install_log_filter(logger: logging.Logger | None = None) -> SecretLogFilter:

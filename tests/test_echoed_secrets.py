@@ -12,6 +12,7 @@ admin tools' refusal, ``mcp-gateway check``).
 from __future__ import annotations
 
 import io
+import json
 import logging
 import secrets
 from typing import Any
@@ -22,7 +23,8 @@ from fastmcp.exceptions import ToolError
 
 from fast_mcp_gateway import parse_config
 from fast_mcp_gateway.errors import ConfigError
-from fast_mcp_gateway.telemetry.redaction import SecretLogFilter
+from fast_mcp_gateway.telemetry.arguments import mask_argument_values
+from fast_mcp_gateway.telemetry.redaction import SecretLogFilter, mask_text
 from tests.fixtures import make_gateway, memory_entry
 
 
@@ -91,3 +93,23 @@ def test_a_refused_url_of_another_scheme_is_shown_without_its_credentials() -> N
                      source="test")
     assert "is not an http(s) URL" in str(refused.value)
     assert password not in str(refused.value)
+
+
+@pytest.mark.parametrize("value", [
+    'zq"quoted-5be0c1', "zq\\back\\slash-9d2a7e", "pässwörd-40c3f8"])
+def test_a_secret_is_masked_as_json_and_repr_write_it(value: str) -> None:
+    parse_config({"servers": {"e": {"command": "x", "env": {"API_TOKEN": value}}}},
+                 source="test")
+    # A server printing its environment as JSON (to stderr, in an error), a dict quoted.
+    for text in (json.dumps({"API_TOKEN": value}), repr({"API_TOKEN": value}),
+                 json.dumps({"API_TOKEN": value}, ensure_ascii=False)):
+        shown = mask_text(text)
+        assert "***" in shown and value not in shown
+        assert json.dumps(value)[1:-1] not in shown and repr(value)[1:-1] not in shown
+
+
+def test_a_non_ascii_password_argument_is_masked_as_json_writes_it() -> None:
+    password = 'clé"' + secrets.token_hex(6)  # escaped, its é kept
+    echoed = "refused " + json.dumps({"password": password}, ensure_ascii=False)
+    assert mask_argument_values(echoed, {"password": password}) == \
+        'refused {"password": "***"}'  # whole: not only its cut end

@@ -18,6 +18,7 @@ per log call of traffic; ``SecretLogFilter`` is the last line for log records.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -121,7 +122,8 @@ class SecretRegistry:
         self._lock = threading.Lock()
 
     def add(self, values: Iterable[str]) -> None:
-        new = {v for v in values if isinstance(v, str) and len(v) >= MIN_SECRET_LENGTH}
+        new = {form for v in values if isinstance(v, str) and len(v) >= MIN_SECRET_LENGTH
+               for form in written_forms(v)}
         if new <= self._values:
             return
         with self._lock:
@@ -149,6 +151,19 @@ class SecretRegistry:
 
 
 SECRETS = SecretRegistry()
+
+
+def written_forms(value: str) -> set[str]:
+    """``value`` as written, and as JSON (ASCII or not) and Python's ``repr`` write it
+    inside a string: a server printing its environment as JSON, or an error quoting a
+    dict, shows a secret holding a quote, a backslash or a non-ASCII letter escaped,
+    which the registry did not find (review23)."""
+    forms = {value}
+    if not value.isascii() or '"' in value or "'" in value or "\\" in value \
+            or not value.isprintable():
+        forms.update((json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1],
+                      repr(value)[1:-1]))
+    return forms
 
 
 class RecentSecrets(ValueIndex):

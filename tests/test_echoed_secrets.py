@@ -113,3 +113,19 @@ def test_a_non_ascii_password_argument_is_masked_as_json_writes_it() -> None:
     echoed = "refused " + json.dumps({"password": password}, ensure_ascii=False)
     assert mask_argument_values(echoed, {"password": password}) == \
         'refused {"password": "***"}'  # whole: not only its cut end
+
+
+def test_a_credential_written_in_the_command_is_masked_where_it_is_shown() -> None:
+    token, key = "zqCMD1a2b3c4d5e6f", "zqCMD2b3c4d5e6f7"
+    # A shell line in 'command' (copied from a README): runs as no program, and its
+    # "command not found" carried the token to the log, last_error and `check`.
+    try:  # refused as a command line where its words name a program, else run
+        parse_config({"servers": {"a": {"command": f"GITHUB_TOKEN={token} npx -y srv"}}},
+                     source="test")
+    except ConfigError as exc:
+        assert "is not a program" in str(exc) and token not in str(exc)
+    assert token not in mask_text(f"command not found: GITHUB_TOKEN={token} npx -y srv")
+    with pytest.raises(ConfigError) as refused:
+        parse_config({"servers": {"b": {"command": f"npx --api-key={key} -y foo"}}},
+                     source="test")
+    assert "is not a program" in str(refused.value) and key not in str(refused.value)

@@ -113,7 +113,8 @@ def _check_stdio(server: ServerConfig, source: str) -> Problem:
     if not server.args and _command_line(command, server.cwd):
         words = _split(command.strip())
         return ("command", f"'{_show(command, server)}' is not a program; put the arguments "
-                           f"in 'args': command: {words[0]}, args: {words[1:]}")
+                           f"in 'args': command: {_show(words[0], server)}, args: "
+                           f"{_show(repr(words[1:]), server)}")
     if _runs_this_gateway(server, source):
         return ("command", "runs this gateway itself ('mcp-gateway serve' with this same "
                            "config), which would start gateways inside gateways; remove this "

@@ -154,10 +154,9 @@ SECRETS = SecretRegistry()
 
 
 def written_forms(value: str) -> set[str]:
-    """``value`` as written, and as JSON (ASCII or not) and Python's ``repr`` write it
-    inside a string: a server printing its environment as JSON, or an error quoting a
-    dict, shows a secret holding a quote, a backslash or a non-ASCII letter escaped,
-    which the registry did not find (review23)."""
+    """``value`` as written, and as JSON (ASCII or not) and ``repr`` write it in a
+    string: a server printing its env as JSON, or an error quoting a dict, shows a
+    secret with a quote, backslash or non-ASCII letter escaped (review23)."""
     forms = {value}
     if not value.isascii() or '"' in value or "'" in value or "\\" in value \
             or not value.isprintable():
@@ -460,10 +459,9 @@ class SecretLogFilter(logging.Filter):
 
 
 def masked_structure(value: Any, depth: int = 0) -> Any:
-    """A log call's dict or list argument with the values under credential-like keys
-    (``CREDENTIAL_KEY``) and a command line's credential arguments masked, at any
-    depth: FastMCP logs each tool call's arguments at DEBUG ("Handler called:
-    call_tool %s with %s"), the host's password with them, which no registry knows."""
+    """A log call's dict or list argument with the values under ``CREDENTIAL_KEY``s and
+    a command line's credential arguments masked, at any depth: FastMCP logs each tool
+    call's arguments at DEBUG ("Handler called: call_tool %s with %s")."""
     if depth > 64:  # the host chose the nesting
         return MASK
     if isinstance(value, dict):

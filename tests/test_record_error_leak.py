@@ -26,7 +26,9 @@ def test_an_echoed_password_is_masked_in_the_call_record(tmp_path: Path) -> None
         reply = gateway.send({"jsonrpc": "2.0", "id": 900, "method": "tools/call", "params": {
             "name": "leaky_echo", "arguments": {"password": PLANTED}}})
         assert reply is not None and reply["result"]["isError"], reply
-        assert PLANTED in json.dumps(reply)  # the host sent it: its own answer may show it
+        # Its answer too (review23): what a host sent goes on into the model's transcript;
+        # a tool whose schema names the password was masked there already (RECENT).
+        assert PLANTED not in json.dumps(reply) and "input_value=***" in json.dumps(reply)
         calls = gateway.wait_for("gateway_calls", lambda r: any(
             c["exposed"] == "leaky_echo" for c in r["calls"]))["calls"]
         record = next(c for c in calls if c["exposed"] == "leaky_echo")

@@ -27,7 +27,7 @@ from fast_mcp_gateway.config.eras import era_problem
 from fast_mcp_gateway.config.host_keys import HOST_KEYS
 from fast_mcp_gateway.config.schema import INTERNAL_FIELDS, ServerConfig
 from fast_mcp_gateway.config.settings import default_db_path
-from fast_mcp_gateway.telemetry.redaction import mask_secrets
+from fast_mcp_gateway.telemetry.redaction import mask_text
 
 Problem = tuple[str, str] | None
 Fail = Callable[[str | None, str | None, str], None]
@@ -113,7 +113,8 @@ def _check_stdio(server: ServerConfig, source: str) -> Problem:
     if not server.args and _command_line(command, server.cwd):
         words = _split(command.strip())
         return ("command", f"'{_show(command, server)}' is not a program; put the arguments "
-                           f"in 'args': command: {words[0]}, args: {words[1:]}")
+                           f"in 'args': command: {_show(words[0], server)}, args: "
+                           f"{_show(repr(words[1:]), server)}")
     if _runs_this_gateway(server, source):
         return ("command", "runs this gateway itself ('mcp-gateway serve' with this same "
                            "config), which would start gateways inside gateways; remove this "
@@ -281,7 +282,8 @@ def _split(command: str) -> list[str]:
 
 
 def _show(text: str, server: ServerConfig) -> str:
-    return mask_secrets(text, server.secrets)
+    # URL credentials too: an 'ftp://user:password@...' refused was echoed whole.
+    return mask_text(text, server.secrets)
 
 
 def check_document(data: Any, fail: Fail) -> None:

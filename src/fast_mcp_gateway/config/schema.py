@@ -247,8 +247,8 @@ class ServerConfig(Target):
             self.secrets, {k: v for t in targets for k, v in t.env.items()},
             {k: v for t in targets for k, v in t.headers.items()},
             [t.url for t in targets if t.url])
-        for target in targets:  # one command line each: an option's value is in its own
-            register_config_secrets((), {}, {}, (), target.args)
+        for target in targets:  # one command line each (a shell line in 'command' too)
+            register_config_secrets((), {}, {}, (), [target.command or "", *target.args])
         return self
 
     @model_validator(mode="after")

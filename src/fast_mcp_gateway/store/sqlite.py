@@ -95,7 +95,10 @@ class SQLiteStore(SQLiteCallLog):
     shared = False  # one gateway owns a file
 
     def __init__(self, db: aiosqlite.Connection, path: str) -> None:
-        self._db = StoreConnection(db, path)
+        # Opened again at a write once the file is gone (deleted, its folder removed)
+        # or another file is in its place: ``StoreConnection.same_file``.
+        self._db = StoreConnection(db, path, reopen=None if path == ":memory:" else
+                                   functools.partial(self._reopened, path))
         self.path = path
         self._feed = LocalChangeFeed()
 
@@ -107,6 +110,16 @@ class SQLiteStore(SQLiteCallLog):
         if path == ":memory:" and not allow_memory:
             raise StorageError("the store needs a file: ':memory:' would lose every record "
                                "(for a throwaway store say memory:// or sqlite:///:memory:)")
+        db, shared = await cls._connect(path)
+        # Said once the file is known to be a gateway's store: "chmod 600" is no advice
+        # for a mistyped --db naming some other file (/etc/passwd).
+        report_shared(shared, HOLDS)
+        return cls(db, path)
+
+    @staticmethod
+    async def _connect(path: str) -> tuple[aiosqlite.Connection, list[tuple[Path, int]]]:
+        """The file at ``path`` opened (created 0600 in a 0700 folder when missing) and
+        migrated; with the companions found shared (``report_shared``)."""
         shared: list[tuple[Path, int]] = []
         if path != ":memory:":
             # Created 0600 before SQLite opens it (SQLite would make it 0644): it holds
@@ -135,10 +148,11 @@ class SQLiteStore(SQLiteCallLog):
             with anyio.CancelScope(shield=True):
                 await db.close()
             raise
-        # Said once the file is known to be a gateway's store: "chmod 600" is no advice
-        # for a mistyped --db naming some other file (/etc/passwd).
-        report_shared(shared, HOLDS)
-        return cls(db, path)
+        return db, shared
+
+    @classmethod
+    async def _reopened(cls, path: str) -> aiosqlite.Connection:
+        return (await cls._connect(path))[0]
 
     async def close(self) -> None:
         await self._db.close()

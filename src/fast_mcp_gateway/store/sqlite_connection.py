@@ -31,6 +31,16 @@ calls, and another task's write on this connection runs there.  Hence:
   fixed outside it, the same write succeeds, and the records are held meanwhile, not
   lost.  (Opening a file that cannot be used fails the start, as before: ``open``.)
 
+The file deleted while the gateway runs (or its folder removed) is found at the next
+write (``same_file``: the path's inode against the one opened, one ``stat``): SQLite
+went on writing into the unlinked inode, every write "succeeding", the metrics saying
+the store was up, and all of it gone at the next start.  The file is then opened again
+at its path (created and migrated as at a start), said once in a WARNING, and the write
+goes there; one that cannot be made (the folder cannot be created) is
+``StoreUnavailable``: the records are held and the write tried again.  Another file
+moved into its place is only said (once): its companions at the path cannot be told
+apart from the old file's.
+
 No retry on top of SQLite's: its busy handler already retries for ``BUSY_TIMEOUT_MS``
 with growing waits, and a write that waited that long waits for something other than a
 gateway's short transaction.
@@ -38,8 +48,11 @@ gateway's short transaction.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -47,6 +60,8 @@ import aiosqlite
 import anyio
 
 from fast_mcp_gateway.store.base import StorageError, StoreUnavailable
+
+log = logging.getLogger("fast_mcp_gateway.store")
 
 BUSY_TIMEOUT_MS = 5000
 """How long a write waits for another connection's write lock (``PRAGMA busy_timeout``)."""
@@ -68,9 +83,13 @@ class StoreConnection:
     """The store's reads and writes on ``db`` (see the module docstring); ``path``
     names the file in errors."""
 
-    def __init__(self, db: aiosqlite.Connection, path: str) -> None:
+    def __init__(self, db: aiosqlite.Connection, path: str,
+                 reopen: Callable[[], Awaitable[aiosqlite.Connection]] | None = None) -> None:
         self._db = db
         self.path = path
+        self._reopen = reopen
+        self._file = _identity(path) if reopen is not None else None
+        self._lost = False  # closed for a file gone, not open again yet
         # One writer at a time on the connection: a second BEGIN while another task's
         # transaction awaits fails ("within a transaction"), and a single statement run
         # meanwhile would join that transaction.
@@ -87,6 +106,7 @@ class StoreConnection:
         """One writing statement (its own transaction); the cursor gives ``rowcount``
         and ``lastrowid``."""
         async with self._lock:
+            await self.same_file()
             with anyio.CancelScope(shield=True), self._mapped("write"):  # handed over: ends
                 cursor = await self._db.execute(sql, args)
         return cursor
@@ -98,6 +118,8 @@ class StoreConnection:
 
     async def _fetched(self, sql: str, args: Sequence[Any], what: str) -> list[Any]:
         async with self._lock:
+            if what == "write" or self._lost:
+                await self.same_file()
             # A write handed over ends (module docstring); a read cancelled is dropped.
             with anyio.CancelScope(shield=what == "write"), self._mapped(what):
                 rows = list(await self._db.execute_fetchall(sql, args))
@@ -112,8 +134,9 @@ class StoreConnection:
                           ) -> list[int]:
         """``write`` of the batches ``then(rows)`` makes of what ``read`` reads, in the
         same transaction (nothing another connection writes comes between the two)."""
-        db = self._db
         async with self._lock:
+            await self.same_file()
+            db = self._db
             # Shielded (module docstring), and more: a BEGIN the worker ran for a task
             # cancelled meanwhile left a transaction nobody ends, holding the file's write
             # lock (every other connection locked out) until the gateway stops.  A write
@@ -131,6 +154,48 @@ class StoreConnection:
                     raise
         return changed
 
+    async def same_file(self) -> None:
+        """Open the file at ``path`` again if it is gone (module docstring); called
+        holding the lock, before a write is handed over (and before a read while the
+        file could not be opened again)."""
+        if self._reopen is None or self._closed:
+            return
+        now = _identity(self.path)
+        if now == self._file and not self._lost:
+            return
+        if now is not None and not self._lost:
+            # Another file in its place: its -wal at the path may be the old file's (which
+            # it would read as its own) or a gateway's sharing it that opened it already
+            # (removing it would lose that one's writes).  Said once; a restart uses it.
+            self._file = now
+            log.warning("store %s: another file was put in its place while the gateway "
+                        "ran; this gateway goes on with the file it opened (no longer at "
+                        "that path: what it writes is lost at a stop): restart it to use "
+                        "the file now there", self.path)
+            return
+        if not self._lost:
+            # Closed first, then its -wal and -shm at the path removed: SQLite leaves them
+            # for a file no longer at its path, and the new file would read them as its
+            # own (the old file's pages over the new one's).
+            with anyio.CancelScope(shield=True), contextlib.suppress(sqlite3.Error):
+                await self._db.close()
+            self._lost = True
+            log.warning("store %s: the file was deleted while the gateway ran; writing to "
+                        "a new file at that path from now on (what the old one held is not "
+                        "in it: servers registered at runtime keep running until the "
+                        "gateway stops; register them again to keep them)", self.path)
+        try:
+            if _identity(self.path) is None:
+                for companion in ("-wal", "-shm"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.path + companion)
+            db = await self._reopen()
+        except (StorageError, OSError) as exc:
+            raise StoreUnavailable(
+                f"{self.path}: the file was deleted while the gateway ran, and opening it "
+                f"again failed ({exc}); nothing was written") from exc
+        self._db, self._file, self._lost = db, _identity(self.path), False
+
     async def close(self) -> None:
         with self._mapped("close"):
             self._closed = True
@@ -145,6 +210,15 @@ class StoreConnection:
             yield
         except sqlite3.Error as exc:
             raise store_error(self.path, what, exc) from exc
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """The file at ``path`` (device, inode), or None when there is none."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def store_error(path: str, what: str, exc: sqlite3.Error) -> StorageError:

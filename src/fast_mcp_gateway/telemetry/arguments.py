@@ -18,7 +18,13 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from fast_mcp_gateway.config.settings import DEFAULT_REDACT_KEYS
-from fast_mcp_gateway.telemetry.redaction import MASK, MIN_SECRET_LENGTH, mask_secrets, mask_text
+from fast_mcp_gateway.telemetry.redaction import (
+    MASK,
+    MIN_SECRET_LENGTH,
+    mask_secrets,
+    mask_text,
+    written_forms,
+)
 
 # "auth" in a key (auth_token, oauth, authorization), but not in "author" or "authority":
 # a book's author is no credential, and masking it hid it in records and logs.
@@ -156,9 +162,18 @@ def mask_argument_values(text: str, arguments: Any,
     return mask_secrets(text, found | pieces)
 
 
+def mask_echo(text: str, arguments: Any) -> str:
+    """An upstream's ``isError`` text as its host gets it: ``mask_text``, then the call's
+    own credential-like argument values (``mask_argument_values``, the default keys).
+    A tool that echoes its input (``f"bad options {options!r}"``) showed a password
+    nested in an object to the host and, through it, to the model's transcript."""
+    return mask_argument_values(mask_text(text), arguments)
+
+
 def credential_values(arguments: Any, keys: Iterable[str] = DEFAULT_REDACT_KEYS) -> set[str]:
     """The values under ``arguments``' credential-like keys (at any depth), each as
-    written, as Python's ``repr`` writes it and as JSON does: what an echo shows."""
+    written, as Python's ``repr`` writes it and as JSON does (``written_forms``): what
+    an echo shows."""
     credential = _credential_key(keys if isinstance(keys, tuple) else tuple(keys))
     found: set[str] = set()
 
@@ -170,7 +185,7 @@ def credential_values(arguments: Any, keys: Iterable[str] = DEFAULT_REDACT_KEYS)
             for item in value:
                 collect(item)
         elif isinstance(value, str):
-            found.update((value, repr(value)[1:-1], json.dumps(value)[1:-1]))
+            found.update(written_forms(value))
         elif isinstance(value, int | float) and not isinstance(value, bool) \
                 and len(str(value)) >= 6:  # not a count under "max_tokens" everywhere
             found.add(str(value))

@@ -18,10 +18,12 @@ per log call of traffic; ``SecretLogFilter`` is the last line for log records.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
 from collections.abc import Collection, Iterable, Sequence
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from fast_mcp_gateway.telemetry.value_index import GRAM, ValueIndex
@@ -120,7 +122,8 @@ class SecretRegistry:
         self._lock = threading.Lock()
 
     def add(self, values: Iterable[str]) -> None:
-        new = {v for v in values if isinstance(v, str) and len(v) >= MIN_SECRET_LENGTH}
+        new = {form for v in values if isinstance(v, str) and len(v) >= MIN_SECRET_LENGTH
+               for form in written_forms(v)}
         if new <= self._values:
             return
         with self._lock:
@@ -148,6 +151,18 @@ class SecretRegistry:
 
 
 SECRETS = SecretRegistry()
+
+
+def written_forms(value: str) -> set[str]:
+    """``value`` as written, and as JSON (ASCII or not) and ``repr`` write it in a
+    string: a server printing its env as JSON, or an error quoting a dict, shows a
+    secret with a quote, backslash or non-ASCII letter escaped (review23)."""
+    forms = {value}
+    if not value.isascii() or '"' in value or "'" in value or "\\" in value \
+            or not value.isprintable():
+        forms.update((json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1],
+                      repr(value)[1:-1]))
+    return forms
 
 
 class RecentSecrets(ValueIndex):
@@ -422,6 +437,11 @@ class SecretLogFilter(logging.Filter):
     traffic costs nothing."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and any(isinstance(a, dict | list) for a in args):
+            record.args = tuple(masked_structure(a) for a in args)
+        elif isinstance(args, dict):
+            record.args = masked_structure(args)
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a bad format is logging's to report, not ours
@@ -436,6 +456,24 @@ class SecretLogFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = mask_text(record.stack_info)
         return True
+
+
+def masked_structure(value: Any, depth: int = 0) -> Any:
+    """A log call's dict or list argument with the values under ``CREDENTIAL_KEY``s and
+    a command line's credential arguments masked, at any depth: FastMCP logs each tool
+    call's arguments at DEBUG ("Handler called: call_tool %s with %s")."""
+    if depth > 64:  # the host chose the nesting
+        return MASK
+    if isinstance(value, dict):
+        return {k: MASK if isinstance(k, str) and v not in (None, "")
+                and CREDENTIAL_KEY.search(k) else masked_structure(v, depth + 1)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        words = [v for v in value if isinstance(v, str)]
+        found = credential_args(words) if words else []
+        return [mask_secrets(v, found) if isinstance(v, str) and found
+                else masked_structure(v, depth + 1) for v in value]
+    return value
 
 
 def install_log_filter(logger: logging.Logger | None = None) -> SecretLogFilter:

@@ -43,6 +43,7 @@ from fast_mcp_gateway._compat import (
 )
 from fast_mcp_gateway.errors import UpstreamRequestFailed, UpstreamTimeout, UpstreamUnavailable
 from fast_mcp_gateway.policies import BreakerState
+from fast_mcp_gateway.telemetry.arguments import mask_echo
 from fast_mcp_gateway.telemetry.redaction import mask_text
 from fast_mcp_gateway.upstream.asking import ASKED, Asked
 from fast_mcp_gateway.upstream.deadline import PACE, SPENT, Pace, progress_bounded
@@ -313,7 +314,7 @@ class Requests:
         if isinstance(result, types.CallToolResult) and result.is_error:
             for block in result.content:
                 if isinstance(block, types.TextContent):
-                    block.text = mask_text(block.text)
+                    block.text = mask_echo(block.text, arguments)
         return result
 
     async def call_tool_raw(
@@ -335,7 +336,7 @@ class Requests:
                 if isinstance(block, dict) and isinstance(block.get("text"), str):
                     # A lifted text (upstream/lifting.py) decoded first: masked as its
                     # token, it reached the host as the token.
-                    block["text"] = mask_text(text_of(block["text"]))
+                    block["text"] = mask_echo(text_of(block["text"]), params.get("arguments"))
         return result
 
     async def request_raw(

@@ -105,6 +105,7 @@ def test_dashboard_refuses_a_key_file_others_could_read() -> None:
     path.unlink()
     gone = subprocess.run([*CLI, "dashboard"], capture_output=True, text=True, timeout=120)
     assert gone.returncode == 1 and "no dashboard is running" in gone.stderr
+    assert "http://HOST:PORT/ui/" in gone.stderr  # where an HTTP gateway's dashboard is
 
 
 def test_a_second_gateway_on_the_dashboard_port_keeps_its_tools(tmp_path: Path) -> None:

@@ -21,7 +21,10 @@ from urllib.parse import urlsplit
 from fast_mcp_gateway.ui.login_links import login_url, token_file
 
 NOT_RUNNING = ("mcp-gateway: no dashboard is running: start the gateway with "
-               "'mcp-gateway serve --dashboard' (the host's config can pass that flag)")
+               "'mcp-gateway serve --dashboard' (the host's config can pass that flag); "
+               "this command is for a stdio gateway's dashboard: a gateway serving HTTP "
+               "('serve --transport http') has its dashboard at http://HOST:PORT/ui/, "
+               "where an admin token logs in")
 
 
 def show_dashboard(open_browser: bool) -> int:

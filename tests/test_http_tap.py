@@ -360,6 +360,11 @@ def test_the_tap_applies_to_http_and_https_without_proxy_or_auth(
     assert tap_applies("http://127.0.0.1:8000/mcp", None)
     assert tap_applies("https://example.com/mcp", None)  # (test_http_tap_tls.py)
     assert not tap_applies("ws://example.com/mcp", None)
+    # ``protocol: auto`` opens 2026-07-28 towards plain http only (https: as before).
+    from fast_mcp_gateway.upstream.transports import _http_transport
+
+    assert _http_transport()("http://127.0.0.1:8000/mcp").prefers_modern
+    assert not _http_transport()("https://example.com/mcp").prefers_modern
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")  # https URLs' only
     assert not tap_applies("https://example.com/mcp", None)
     assert tap_applies("http://example.com/mcp", None)

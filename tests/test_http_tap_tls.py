@@ -229,9 +229,12 @@ class _Modern:
 
 class _ClosesIdleTls:
     """A blocking HTTPS server in a thread: answers one POST on a kept-alive TLS
-    connection, and either answers the next on it too (``healthy``) or closes it when
-    told (``close_notify``, then FIN: a server's idle close) and answers the next
+    connection, and either answers the next on it too (``healthy``), or closes it when
+    told (``close_notify``, then FIN: a server's idle close) or as the next request
+    arrives, unanswered (``cut``: an idle close crossing it), and answers the next
     connection's POST."""
+
+    cut = False
 
     def __init__(self, ca: Ca) -> None:
         self.ctx = ca.server_context()
@@ -239,10 +242,11 @@ class _ClosesIdleTls:
         self.port = self.listener.getsockname()[1]
         self.close_now, self.closed = threading.Event(), threading.Event()
         self.healthy = False
+        self.requests: list[dict[str, Any]] = []
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
-    def _answer(self, conn: ssl.SSLSocket, n: int) -> None:
+    def _answer(self, conn: ssl.SSLSocket, n: int | None) -> None:
         data = b""
         while b"\r\n\r\n" not in data:
             data += conn.recv(65536)
@@ -251,6 +255,9 @@ class _ClosesIdleTls:
                       if line.lower().startswith(b"content-length:"))
         while len(body) < length:
             body += conn.recv(65536)
+        self.requests.append(json.loads(body))
+        if n is None:
+            return
         answer = json.dumps({"jsonrpc": "2.0", "id": json.loads(body)["id"],
                              "result": {"n": n}}).encode()
         conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
@@ -269,7 +276,10 @@ class _ClosesIdleTls:
                 self.close_now.wait()
                 first.close()
                 return
-            self.close_now.wait()
+            if self.cut:
+                self._answer(first, None)  # read, never answered
+            else:
+                self.close_now.wait()
             first.setblocking(False)  # close_notify, not waiting for the client's
             with contextlib.suppress(ssl.SSLWantReadError):
                 first.unwrap()
@@ -312,6 +322,23 @@ async def test_a_pooled_tls_connection_is_reused_unless_the_server_closed_it(
             assert not conn.reader.at_eof()
         assert await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 30}) == {"n": 2}
         assert tap.opened == (1 if healthy else 2)
+        await tap.aclose()
+    finally:
+        await server.stop()
+
+
+async def test_a_request_crossing_a_tls_idle_close_is_written_again_if_safe(ca: Ca) -> None:
+    """The server closes a reused TLS connection as a request arrives (close_notify, no
+    byte of an answer): a request safe to repeat (here ``tasks/get``) is written once
+    more on a new connection and answered, as over plain HTTP (``Pool.again``)."""
+    server = _ClosesIdleTls(ca)
+    server.cut = True
+    try:
+        tap = await _tls_tap(ca, server.port)
+        asked = {"taskId": "t-1"}
+        assert await tap.send_stamped("tasks/get", asked, {"timeout": 30}) == {"n": 1}
+        assert await tap.send_stamped("tasks/get", asked, {"timeout": 30}) == {"n": 2}
+        assert (tap.opened, tap.pool.resent, len(server.requests)) == (2, 1, 3)
         await tap.aclose()
     finally:
         await server.stop()

@@ -27,6 +27,7 @@ import anyio
 import httpx2
 import pytest
 
+from fast_mcp_gateway.front.outcomes import CallOutcome
 from fast_mcp_gateway.upstream.http_tap import HttpTap
 from fast_mcp_gateway.upstream.model import UpstreamState, describe_error
 from tests.test_http_lane import canonical
@@ -342,3 +343,35 @@ async def test_a_request_crossing_a_tls_idle_close_is_written_again_if_safe(ca: 
         await tap.aclose()
     finally:
         await server.stop()
+
+
+@pytest.mark.parametrize("protocol", ["2026-07-28", "legacy"])
+async def test_a_host_that_goes_away_cancels_the_https_upstream_request(
+        ca: Ca, protocol: str) -> None:
+    """Each era's cancellation signal reaches the upstream over TLS: the connection's
+    close (its close_notify) on 2026-07-28, ``notifications/cancelled`` on a new TLS
+    connection in the handshake era; the tool is cancelled, the session goes on."""
+    async with tls_upstream(ca) as (up, _), \
+            front(gateway(up.url, tap=True, protocol=protocol)) as fast:
+        outcomes: list[CallOutcome] = []
+        seen = anyio.Event()
+
+        def observe(outcome: CallOutcome) -> None:
+            outcomes.append(outcome)
+            seen.set()
+
+        fast.gateway.provider.pipeline.observers.append(observe)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(fast.post, "alpha_hold", {})
+            with anyio.fail_after(30):
+                await up.started.wait()
+            tg.cancel_scope.cancel()  # the host drops its connection
+        with anyio.fail_after(30):
+            await up.cancelled.wait()
+            await seen.wait()
+        assert [o.status for o in outcomes] == ["cancelled"]
+        tap = fast.tap
+        assert tap is not None and tap.served == 0 and not tap._busy
+        got = await fast.post("alpha_add", {"a": 1, "b": 2})
+        assert got.json()["result"]["structuredContent"] == {"result": 3}
+        assert tap.served == 1

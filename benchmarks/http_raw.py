@@ -1,8 +1,8 @@
 """The HTTP express lane with a raw client: gateway and upstream CPU per call, A/B.
 
     python benchmarks/http_raw.py [--calls 3000] [--rounds 4] [--base PYTHON]
-                                  [--gap-us 300] [--relay] [--upstream auto|legacy]
-                                  [--host auto|legacy]
+                                  [--gap-us 300] [--relay] [--tls]
+                                  [--upstream auto|legacy|2026-07-28] [--host auto|legacy]
 
 A client that parses nothing (one keep-alive connection, the same canned 2026-07-28
 ``tools/call`` POST each time, the answer read by ``Content-Length``) calls
@@ -27,6 +27,12 @@ too: the TCP connections opened per call while each target ran (``ActiveOpens`` 
 the network namespace, ``bench_harness.tcp_opens``: ``direct``'s figure is what the
 rest of the machine opened meanwhile).
 
+``--tls``: the upstream serves ``https`` (a certificate of a private CA made for the
+run, trusted by ``SSL_CERT_FILE`` in the gateways' environment, as a user would); the
+gateways' clients still reach them over plain HTTP, ``direct`` over TLS.  Give
+``--upstream`` an era there: ``auto`` opens 2026-07-28 only where the side door applies
+(an older build opens the handshake era towards https).
+
 ``--host legacy``: the client is a handshake-era host instead (the session lane,
 ``http/session_lane.py``): a session opened on each target (``initialize``,
 ``notifications/initialized``), then each call's POST under its ``Mcp-Session-Id`` on a
@@ -46,6 +52,8 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
+import ssl
 import statistics
 import sys
 import tempfile
@@ -137,12 +145,12 @@ def request(port: int, tool: str) -> bytes:
 
 
 async def calls(port: int, tool: str, n: int, gap: float = 0.0,
-                session: str | None = None) -> list[float]:
-    """``n`` sequential calls on one connection (on ``session``: each on its own);
-    their latencies (s)."""
+                session: str | None = None, tls: ssl.SSLContext | None = None) -> list[float]:
+    """``n`` sequential calls on one connection (on ``session``: each on its own; over
+    TLS with ``tls``); their latencies (s)."""
     if session is not None:
         return await session_calls(port, tool, n, session)
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls)
     data, latencies = request(port, tool), []
     try:
         for _ in range(n):
@@ -166,11 +174,51 @@ async def calls(port: int, tool: str, n: int, gap: float = 0.0,
     return latencies
 
 
+def private_ca(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA's certificate and one it signed for 127.0.0.1 with its key, in ``folder``;
+    ``SSL_CERT_FILE`` (this process's and its children's) trusts the CA."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(
+        ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "http_raw CA")])
+
+    def made(subject: x509.Name, public: object, *extensions: x509.ExtensionType) -> bytes:
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_name)
+                   .public_key(public).serial_number(x509.random_serial_number())  # type: ignore[arg-type]
+                   .not_valid_before(now - datetime.timedelta(days=1))
+                   .not_valid_after(now + datetime.timedelta(days=2)))
+        for extension in extensions:
+            builder = builder.add_extension(extension, critical=False)
+        return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+    paths = (folder / "ca.pem", folder / "cert.pem", folder / "key.pem")
+    paths[0].write_bytes(made(ca_name, ca_key.public_key(),
+                              x509.BasicConstraints(ca=True, path_length=None)))
+    paths[1].write_bytes(made(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "upstream")]), key.public_key(),
+        x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    os.environ["SSL_CERT_FILE"] = str(paths[0])
+    return paths
+
+
 async def main(args: argparse.Namespace) -> None:
     pythons = {"this": PY, **({"base": args.base} if args.base else {})}
     with tempfile.TemporaryDirectory(prefix="http-raw-") as root, contextlib.ExitStack() as ps:
         ws = Workspace(Path(root), args.upstream, 10.0)
-        up_port, up_url, upstream = await http_upstream(ws, ps)
+        tls = private_ca(ws.root) if args.tls else None
+        up_port, up_url, upstream = await http_upstream(ws, ps, tls and tls[1:])
+        direct_tls = ssl.create_default_context(cafile=tls[0]) if tls else None
         # label -> (port, tool, gateway pid or None, gap in seconds)
         targets: dict[str, tuple[int, str, int | None, float]] = {
             "direct": (up_port, "echo", None, 0.0)}
@@ -192,8 +240,9 @@ async def main(args: argparse.Namespace) -> None:
             targets[label] = (port, "up_echo", proc.pid, 0.0)
         sessions = {label: await open_session(port) if args.host == "legacy" else None
                     for label, (port, _, _, _) in targets.items()}
-        for label, (port, tool, _, _) in targets.items():
-            await calls(port, tool, 300, session=sessions[label])  # warm-up
+        for label, (port, tool, pid, _) in targets.items():  # warm-up
+            await calls(port, tool, 300, session=sessions[label],
+                        tls=direct_tls if pid is None else None)
         cpu: dict[str, list[float]] = {label: [] for label in targets}
         up_cpu: dict[str, list[float]] = {label: [] for label in targets}
         split: dict[str, list[tuple[float, float]]] = {label: [] for label in targets}
@@ -206,7 +255,8 @@ async def main(args: argparse.Namespace) -> None:
                 port, tool, pid, gap = targets[label]
                 before, up_before, ticks = cpu_s(pid), cpu_s(upstream.pid), user_system(pid)
                 opens = tcp_opens()
-                latencies = await calls(port, tool, args.calls, gap, sessions[label])
+                latencies = await calls(port, tool, args.calls, gap, sessions[label],
+                                        direct_tls if pid is None else None)
                 conns[label].append(((tcp_opens() or 0) - (opens or 0)) / args.calls)
                 used, up_used = delta(cpu_s(pid), before), delta(cpu_s(upstream.pid), up_before)
                 after = user_system(pid)
@@ -242,7 +292,9 @@ if __name__ == "__main__":
     parser.add_argument("--base", help="another install's python (e.g. main's .venv)")
     parser.add_argument("--relay", action="store_true",
                         help="also measure the byte relay (relay.py --tcp)")
-    parser.add_argument("--upstream", default="auto", choices=("auto", "legacy"),
+    parser.add_argument("--tls", action="store_true",
+                        help="the upstream serves https (a private CA, SSL_CERT_FILE)")
+    parser.add_argument("--upstream", default="auto", choices=("auto", "legacy", "2026-07-28"),
                         help="the era of the gateways' session with the upstream")
     parser.add_argument("--host", default="auto", choices=("auto", "legacy"),
                         help="the client's era: legacy, a handshake-era session")

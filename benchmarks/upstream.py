@@ -60,9 +60,12 @@ def _text(size: int) -> str:
 if __name__ == "__main__":
     import sys
 
-    # ``--http PORT``: streamable HTTP on 127.0.0.1 (the HTTP phase), else stdio.
+    # ``--http PORT [CERT KEY]``: streamable HTTP on 127.0.0.1 (the HTTP phase; with a
+    # certificate and its key, over TLS), else stdio.
     if sys.argv[1:2] == ["--http"]:
+        tls = sys.argv[3:5]
         build().run(transport="http", host="127.0.0.1", port=int(sys.argv[2]),
-                    show_banner=False, log_level="WARNING")
+                    show_banner=False, log_level="WARNING", **({"uvicorn_config": {
+                        "ssl_certfile": tls[0], "ssl_keyfile": tls[1]}} if tls else {}))
     else:
         build().run(show_banner=False, log_level="WARNING")

@@ -559,3 +559,21 @@ async def test_a_sessions_opening_requests_name_the_gateways_while_it_opens() ->
     assert opening.method == "initialize" and opening.params["_meta"] == {"k": ["me"]}
     assert ping.method == "ping" and "k" not in ((ping.params or {}).get("_meta") or {})
     assert after.method == "initialize" and "_meta" not in after.params
+
+
+async def test_the_ssl_context_of_an_httpx_client_is_its_pools() -> None:
+    """``tls_context`` reads httpx's pool (``_transport_for_url``, ``_pool``,
+    ``_ssl_context``, ``_http2``): the context it connects to an https URL with, or
+    ``None`` where it would not connect through a plain HTTP/1.1 pool of its own."""
+    import ssl
+
+    import httpx2
+
+    context = ssl.create_default_context()
+    async with httpx2.AsyncClient(verify=context) as client:
+        assert _compat.tls_context(client, "https://example.com/mcp") is context
+    async with httpx2.AsyncClient() as client:  # (verify=True: httpx's own context)
+        assert isinstance(_compat.tls_context(client, "https://example.com/mcp"),
+                          ssl.SSLContext)
+    async with httpx2.AsyncClient(proxy="http://proxy.invalid:3128") as client:
+        assert _compat.tls_context(client, "https://example.com/mcp") is None

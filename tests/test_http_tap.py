@@ -351,13 +351,24 @@ async def test_sse_events_split_anywhere_in_any_line_ending() -> None:
         [d async for d in sse_messages(big(), 10)]
 
 
-def test_the_tap_applies_to_plain_http_without_proxy_or_auth(
+def test_the_tap_applies_to_http_and_https_without_proxy_or_auth(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for key in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+    for key in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY",
+                "all_proxy", "NO_PROXY", "no_proxy"):
         monkeypatch.delenv(key, raising=False)
     assert tap_applies("http://127.0.0.1:8000/mcp", None)
+    assert tap_applies("https://example.com/mcp", None)  # (test_http_tap_tls.py)
+    assert not tap_applies("ws://example.com/mcp", None)
+    # ``protocol: auto`` opens 2026-07-28 towards plain http only (https: as before).
+    from fast_mcp_gateway.upstream.transports import _http_transport
+
+    assert _http_transport()("http://127.0.0.1:8000/mcp").prefers_modern
+    assert not _http_transport()("https://example.com/mcp").prefers_modern
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")  # https URLs' only
     assert not tap_applies("https://example.com/mcp", None)
+    assert tap_applies("http://example.com/mcp", None)
+    monkeypatch.delenv("HTTPS_PROXY")
     assert not tap_applies("http://127.0.0.1:8000/mcp", object())
     assert not tap_applies("http://user:secret@127.0.0.1:8000/mcp", None)  # Basic auth
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")

@@ -60,6 +60,7 @@ from fast_mcp_gateway._compat_server import (
 )
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Callable
 
     from mcp import ClientSession
@@ -73,8 +74,8 @@ __all__ = [
     "http_session_owner", "lifespan", "low_level_server", "narrow_capabilities",
     "narrowing_stamp", "negotiate_auto", "open_http_sessions", "parse_line",
     "pipe_writer", "principal_binding", "reword_auth_challenges", "send_raw_request",
-    "session_closed", "stamp_request", "terminate_process_tree", "tracer_provider_set",
-    "wait_for_process_exit", "wire_fields",
+    "session_closed", "stamp_request", "terminate_process_tree", "tls_context",
+    "tracer_provider_set", "wait_for_process_exit", "wire_fields",
 ]
 
 # -- the SDK's stdio client helpers (upstream/stdio_tap.py reuses its spawn and stop) --
@@ -263,3 +264,19 @@ def session_closed(session: ClientSession) -> bool:
     """True once the session's connection is gone (the dispatcher's flag: the SDK has no
     public event; ``AttributeError`` if it changed, never a silent "still open")."""
     return bool(cast(Any, session._dispatcher)._closed)
+
+
+def tls_context(client: Any, url: str) -> ssl.SSLContext | None:
+    """The SSL context an ``httpx2.AsyncClient`` verifies the server at ``url`` with:
+    its connection pool's for that URL (made from the client's ``verify`` and
+    ``trust_env``: ``SSL_CERT_FILE``/``SSL_CERT_DIR``, else the system's CAs), so that the
+    HTTP side door (``upstream/http_tap.py``) trusts what the session's client trusts.
+    ``None`` where httpx would not connect through an HTTP/1.1 pool of its own (a proxy,
+    a custom transport, HTTP/2): no side door there."""
+    import httpcore2
+    import httpx2
+
+    pool = getattr(client._transport_for_url(httpx2.URL(url)), "_pool", None)
+    if type(pool) is not httpcore2.AsyncConnectionPool or pool._http2:
+        return None
+    return pool._ssl_context

@@ -1,9 +1,10 @@
 """The HTTP side door's connections, and the parts of its exchanges both eras share.
 
-For ``http_tap.py``: where the tap applies at all (plain ``http``, no proxy, no
-credentials, no ``auth``), the header lines it writes (never one httpx would refuse),
+For ``http_tap.py``: where the tap applies at all (``http`` or ``https``, no proxy,
+no credentials, no ``auth``), the header lines it writes (never one httpx would refuse),
 its keep-alive connections to the upstream (``Pool``: reused while idle less than the
-replica's ``http_idle.IdleBound``), the reading of an answer's messages
+replica's ``http_idle.IdleBound``; over TLS with the session's client's SSL context),
+the reading of an answer's messages
 (lifted for an express lane, ``lifting.py``), progress for a call's token, and the
 words of a handshake-era cancellation.
 """
@@ -18,7 +19,7 @@ import select
 import time
 import urllib.request
 from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 import mcp_types as types
@@ -31,6 +32,9 @@ from fast_mcp_gateway.upstream.http_idle import IDLE_SECONDS as IDLE_SECONDS  # 
 from fast_mcp_gateway.upstream.http_idle import IdleBound
 from fast_mcp_gateway.upstream.http_wire import Response, body_chunks
 from fast_mcp_gateway.upstream.lifting import lifted_loads, lifting
+
+if TYPE_CHECKING:
+    import ssl
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +50,12 @@ class Declined(Exception):
 
 
 def proxied(url: str) -> bool:
-    """Whether the environment routes ``url`` through an HTTP proxy (httpx would)."""
+    """Whether the environment routes ``url`` through a proxy (httpx would: ``ALL_PROXY``,
+    or ``HTTP_PROXY`` for an ``http`` URL, ``HTTPS_PROXY`` for an ``https`` one)."""
     proxies = urllib.request.getproxies_environment()
-    host = urlsplit(url).hostname or ""
-    if not ({"http", "all"} & set(proxies)):
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if not ({parts.scheme, "all"} & set(proxies)):
         return False
     return not urllib.request.proxy_bypass(host)
 
@@ -58,7 +64,7 @@ def tap_applies(url: str, auth: Any) -> bool:
     """Whether an upstream at ``url`` can get an ``HttpTap`` (see its module doc); a
     URL with credentials in it (httpx sends them as Basic auth) keeps the SDK's client."""
     parts = urlsplit(url)
-    return (parts.scheme == "http" and parts.username is None and parts.password is None
+    return (parts.scheme in ("http", "https") and parts.username is None and parts.password is None
             and auth is None and not proxied(url))
 
 
@@ -123,10 +129,16 @@ _POLL = getattr(select, "poll", None)
 
 class Pool:
     """The tap's keep-alive connections to one upstream: the idle ones (a LIFO, reused
-    while still open and idle less than ``idle.seconds``) and those in use."""
+    while still open and idle less than ``idle.seconds``) and those in use; over TLS
+    (``tls``: the SSL context, its ALPN ``http/1.1``) when given.  ``url`` (no
+    credentials, no query) is named when a connection cannot be made."""
 
-    def __init__(self, idle: IdleBound) -> None:
+    def __init__(self, idle: IdleBound, tls: ssl.SSLContext | None = None,
+                 url: str = "") -> None:
         self.idle = idle
+        self.tls, self.url = tls, url
+        if tls is not None:
+            tls.set_alpn_protocols(["http/1.1"])  # (httpx sets the same on it: HTTP/1.1)
         self.free: list[Connection] = []
         self.busy: set[Connection] = set()
         self.opened = 0  # connections opened (tests and diagnostics)
@@ -147,13 +159,17 @@ class Pool:
                 self.busy.add(conn)
                 return conn
             conn.close()  # closed by the server meanwhile, or idle too long
-        try:
-            reader, writer = await asyncio.open_connection(host, port, limit=HEAD_LIMIT)
-        except OSError as exc:
+        try:  # (the TLS handshake, if any, is part of the open: paid once per connection)
+            reader, writer = await asyncio.open_connection(
+                host, port, limit=HEAD_LIMIT, ssl=self.tls,
+                server_hostname=host if self.tls is not None else None)
+        except OSError as exc:  # (ssl.SSLError too: a certificate that does not verify)
             import httpx2
 
-            # described as "cannot connect: <this>" (upstream/model.describe_error)
-            raise httpx2.ConnectError(f"{host}:{port}: {describe(exc)}") from exc
+            # described as "cannot connect to <url>: ..." (upstream/model.describe_error:
+            # the same words as on the SDK's path, the certificate's advice included)
+            raise httpx2.ConnectError(f"{host}:{port}: {describe(exc)}", request=(
+                httpx2.Request("POST", self.url) if self.url else None)) from exc
         self.opened += 1
         conn = Connection(reader, writer)
         self.busy.add(conn)

@@ -1,12 +1,9 @@
 """The streamable-HTTP upstream transport, with a raw side door for the express lanes.
 
 Relaying a ``tools/call`` through the SDK's streamable-HTTP client cost more gateway
-CPU than anything else on the HTTP path: the request is written into an anyio memory
-stream, a post-writer task spawns a task per request, httpx builds a request model,
-parses the URL, runs its event hooks and its connection pool, the response is
-validated into JSON-RPC models and handed back through another memory stream; and a
-handshake-era answer (an SSE stream the SDK leaves unread past the answer) cost a new
-TCP connection per call.
+CPU than anything else on the HTTP path (memory streams, a task per POST, httpx's
+request model, hooks and pool, JSON-RPC models), and a handshake-era answer (an SSE
+stream the SDK leaves unread past the answer) a new connection per call.
 
 ``HttpTap`` is the ``RawTap`` of an HTTP upstream (``stdio_tap.py`` is the stdio
 one): while the SDK session (``http_transports.FastHttpTransport``) stays the one
@@ -20,13 +17,12 @@ configured ones) and timeout the session would use, and its answer read as JSON:
   notification on the call's stream (logs) is handed to the session, in the
   caller's context, as if the SDK had read it (``CURRENT_CALL`` finds the call);
 * error statuses and bodies map to the errors the SDK's transport makes of them;
-  a connection that fails before the answer's head is an ``httpx2.TransportError``
-  (a transport fault, as on the SDK's path), ``ConnectionDropped`` once the request
-  was written on a reused connection (or an answer begun): that request's own, it fails
-  that request only (``session_intact``; the SDK's path ends the session), or one safe
-  to repeat is written again on a new one (``http_idle.REPEATABLE``).  A reused
-  connection that failed so teaches the replica's ``IdleBound`` (``http_idle.py``), and
-  so does a ``Keep-Alive`` header.
+  a connection that fails before the answer's head is an ``httpx2.TransportError``,
+  ``ConnectionDropped`` once the request was written on a reused connection (or an
+  answer begun): it fails that request only (``session_intact``), or one safe to repeat
+  is written again on a new one (``http_idle.REPEATABLE``).  A reused connection that
+  failed so teaches the replica's ``IdleBound`` (``http_idle.py``), as a ``Keep-Alive``
+  header does.
 
 An SSE answer (a call that reports progress or logs) is read to the stream's end (the
 server ends it after the answer) off the call's path, the answer already returned, so
@@ -48,21 +44,19 @@ server keys requests in flight by id per session), and:
   for any server request;
 * a timeout or the caller's cancellation POSTs ``notifications/cancelled`` for the
   request id (as the SDK client does, with its reason), then closes the connection;
-* a 404 is the server's JSON-RPC error, or ``Session terminated``
-  (``INVALID_REQUEST``), as the SDK's transport says it for a session the server no
-  longer knows, and the session's ``SessionEnd`` is told (``forgotten``: the replica
-  opens a new session and sends the call again there); a stream that breaks before the answer
-  is ``CONNECTION_CLOSED`` ("SSE stream ended without a response"), as the SDK says it
-  for one without event ids.  For one with event ids the SDK would resume the stream
-  (a GET with ``Last-Event-ID``); the tap does not: the call fails the same way (the
-  session stays: the stream was the call's own, ``session_intact``).
+* a 404 is the server's JSON-RPC error, or ``Session terminated`` as the SDK says it,
+  and ``SessionEnd`` is told (``forgotten``: the replica opens a new session and sends
+  the call again there); a stream that breaks before the answer is
+  ``CONNECTION_CLOSED`` ("SSE stream ended without a response"), as the SDK says it
+  for one without event ids (for one with them the SDK would resume the stream; the
+  tap does not: the call fails so, the session stays, ``session_intact``).
 
-It steps aside -- the session sends the request as before -- on a handshake-era
-session without an id (or one learned at another URL: a redirect), for ``https`` URLs
-and URLs with credentials, when an HTTP proxy applies to the URL
-(``HTTP_PROXY``/``ALL_PROXY`` without ``NO_PROXY``), for a configured ``auth``, for a
-header httpx would refuse to send (CR, LF, NUL, not latin-1), and for a redirect (the
-request was not served; the SDK follows same-origin ones).
+An ``https`` URL is served over TLS with the SSL context of the session's own client
+(``_compat.tls_context``: the same trust; SNI, host name check, ALPN ``http/1.1``).
+It steps aside -- the session sends the request -- on a handshake-era session without
+an id (or one learned at another URL: a redirect), for URLs with credentials, a proxy
+from the environment, a configured ``auth``, an ``https`` client with no context to
+lend (HTTP/2), a header httpx would refuse (CR, LF, NUL), and a redirect.
 """
 
 from __future__ import annotations
@@ -123,6 +117,8 @@ from fast_mcp_gateway.upstream.http_wire import (
 from fast_mcp_gateway.upstream.lifting import lifting, unlifted
 
 if TYPE_CHECKING:
+    import ssl
+
     from fast_mcp_gateway.upstream.http_session_end import SessionEnd
 
 logger = logging.getLogger(__name__)
@@ -150,20 +146,22 @@ class HttpTap:
     """Raw requests of one HTTP upstream session (see the module doc).
 
     ``request`` has ``RawTap.request``'s contract: the ``result`` as JSON, or
-    ``MCPError`` as the session would raise it.  ``end``: the session's
-    ``SessionEnd`` (where a handshake-era session's id is learned; ``None``: the tap
-    serves 2026-07-28 sessions only).
-    """
+    ``MCPError`` as the session would raise it.  ``end``: the session's ``SessionEnd``
+    (a handshake-era session's id; ``None``: 2026-07-28 sessions only); ``tls``: an
+    ``https`` URL's SSL context."""
 
     fatal: str | None = None  # never set: an HTTP connection has no framing to break
     stamped = True  # takes requests already stamped (send_stamped): Requests looks for it
 
     def __init__(self, url: str, headers: dict[str, str], session: ClientSession,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                 end: SessionEnd | None = None, idle: IdleBound | None = None) -> None:
+                 end: SessionEnd | None = None, idle: IdleBound | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         parts = urlsplit(url)
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or 80
+        if (parts.scheme == "https") != (tls is not None):
+            raise Declined  # (an https URL without the session's SSL context)
+        self.scheme, self.host = parts.scheme, parts.hostname or "127.0.0.1"
+        self.port = parts.port or (443 if tls else 80)
         self._where = f"{self.host}:{self.port}"
         self.session = session
         self.end = end
@@ -178,7 +176,8 @@ class HttpTap:
         self._extra: dict[tuple[tuple[str, str], ...], bytes] = {}
         self._loop = asyncio.get_running_loop()
         self._ids = itertools.count(1)
-        self.pool = Pool(idle or IdleBound(self._where))
+        self.pool = Pool(idle or IdleBound(self._where), tls,
+                         f"{parts.scheme}://{fixed['host']}{parts.path}")
         self._idle, self._busy = self.pool.free, self.pool.busy  # (tests look)
         self._closed = False
         self._sid: tuple[str | None, bool] = (None, False)  # an id seen, and if it is here
@@ -252,8 +251,7 @@ class HttpTap:
             task.cancel()
 
     @property
-    def opened(self) -> int:
-        """Connections it opened (tests and diagnostics)."""
+    def opened(self) -> int:  # connections it opened (tests and diagnostics)
         return self.pool.opened
 
     def _session_id(self) -> str | None:
@@ -266,8 +264,8 @@ class HttpTap:
         seen, here = self._sid
         if given != seen:
             url = cast("SessionEnd", end).url
-            here = (url is not None and url.scheme == "http" and url.host == self.host
-                    and (url.port or 80) == self.port
+            here = (url is not None and url.scheme == self.scheme and url.host == self.host
+                    and (url.port or (443 if self.pool.tls else 80)) == self.port
                     and url.raw_path == self._target.encode())
             self._sid = (given, here)
         return given if here else None
@@ -490,11 +488,13 @@ class HttpTap:
 
 def tap_for(url: str, headers: dict[str, str], auth: Any, session: ClientSession,
             max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-            end: SessionEnd | None = None, idle: IdleBound | None = None) -> HttpTap | None:
+            end: SessionEnd | None = None, idle: IdleBound | None = None,
+            tls: ssl.SSLContext | None = None) -> HttpTap | None:
     """The ``HttpTap`` of a new session of the upstream at ``url``, or ``None`` where it
-    does not apply (``tap_applies``; configured headers only the SDK may refuse)."""
+    does not apply (``tap_applies``; configured headers only the SDK may refuse; an
+    ``https`` URL without ``tls``, the session's client's SSL context)."""
     if not tap_applies(url, auth):
         return None
     with contextlib.suppress(Declined):
-        return HttpTap(url, headers, session, max_message_bytes, end, idle)
+        return HttpTap(url, headers, session, max_message_bytes, end, idle, tls)
     return None

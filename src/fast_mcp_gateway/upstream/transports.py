@@ -156,7 +156,9 @@ def _http_transport() -> Callable[..., Any]:
 
         @property
         def prefers_modern(self) -> bool:
-            """``protocol: auto`` opens 2026-07-28 here: the side door serves its calls."""
-            return tap_applies(self.url, self.auth)
+            """``protocol: auto`` opens 2026-07-28 here: the side door serves its calls.
+            Plain ``http`` only: towards ``https`` (hosted servers, most without the
+            newer era: a ``server/discover`` more per session) ``auto`` is unchanged."""
+            return self.url.startswith("http:") and tap_applies(self.url, self.auth)
 
     return HttpTransport

@@ -129,3 +129,32 @@ def test_a_credential_written_in_the_command_is_masked_where_it_is_shown() -> No
         parse_config({"servers": {"b": {"command": f"npx --api-key={key} -y foo"}}},
                      source="test")
     assert "is not a program" in str(refused.value) and key not in str(refused.value)
+
+
+def _flag_echoing_server() -> FastMCP[Any]:
+    mcp: FastMCP[Any] = FastMCP("flags")
+
+    @mcp.tool
+    def connect(host: str, auth_method: str, token_type: str, password: str) -> str:
+        raise ToolError(f"cannot reach {host}: it is nonexistent or refused auth_method "
+                        f"{auth_method!r} (basically it allows none); token_type "
+                        f"{token_type}: true; password={password}")
+
+    return mcp
+
+
+@pytest.mark.anyio
+async def test_an_isError_text_keeps_its_words_that_merely_hold_a_short_value() -> None:
+    # review24: {"auth_method": "none"} turned "nonexistent" into "***xistent" and a
+    # string "true" masked every "true" of the text on its way to the host.
+    gateway = make_gateway({"f": memory_entry("f")}, {"f": _flag_echoing_server()})
+    async with Client(gateway.server) as client:
+        result = await client.call_tool("f_connect", {
+            "host": "db.test", "auth_method": "basic", "token_type": "true",
+            "password": "pw12"}, raise_on_error=False)
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert result.is_error
+    assert text == ("cannot reach db.test: it is nonexistent or refused auth_method '***' "
+                    "(basically it allows none); token_type true: true; password=***"), text
+    with_none = mask_argument_values("nonexistent, or none", {"auth_mode": "nonex"})
+    assert with_none == "nonexistent, or none"

@@ -39,3 +39,22 @@ def test_an_echoed_password_is_masked_in_the_call_record(tmp_path: Path) -> None
     assert PLANTED not in log
     for path in tmp_path.iterdir():  # the db and its WAL/shm files
         assert PLANTED.encode() not in path.read_bytes(), path
+
+
+def test_an_error_answer_echoing_a_prompts_credential_argument_is_masked(
+        tmp_path: Path) -> None:
+    """review24: the isError text of a tool call was masked with the call's credential
+    arguments (review23), but an upstream's JSON-RPC error answer -- a prompt refusing
+    its ``api_token`` argument, quoting it -- reached the host whole."""
+    planted = "tk-planted-5e02ab"
+    config = tmp_path / "servers.yaml"
+    config.write_text(json.dumps({"servers": {"ep": {
+        "command": sys.executable, "args": [str(SERVERS / "echoing_prompt.py")]}}}))
+    with stdio_gateway("--config", str(config), "--no-db") as gateway:
+        gateway.wait_for("gateway_list_servers", lambda r: r["servers"][0]["state"] == "ready")
+        reply = gateway.send({"jsonrpc": "2.0", "id": 901, "method": "prompts/get", "params": {
+            "name": "ep_login", "arguments": {"api_token": planted, "user": "grace"}}})
+        assert reply is not None and "error" in reply, reply
+        assert reply["error"]["message"].endswith("token *** is not valid for grace"), reply
+        log = gateway.stop()
+    assert planted not in log

@@ -425,7 +425,7 @@ async def test_a_round_reaching_another_instance_names_the_one_holding_the_quest
                   "inputResponses": {key: {"action": "accept", "content": {"value": "Ada"}}}}
         elsewhere = await post(to_b, ALICE, "tools/call", answer, asking)
         text = json.dumps(elsewhere)
-        assert "the gateway instance 'gw-a' holds, not this one ('gw-b')" in text, text
+        assert "the gateway instance 'gw-a' asked, not this one ('gw-b')" in text, text
         assert "keep each host on one instance" in text and "asked it during the call" in text
         here = (await post(to_a, ALICE, "tools/call", answer, asking))["result"]
         assert here["content"][0]["text"] == "hello Ada", here

@@ -256,14 +256,17 @@ class Parking:
             return (f"{what}: the requestState names a question this gateway does not "
                     "hold (it expired, the gateway restarted, or another gateway instance "
                     "asked it); call it again without requestState")
+        # Or this gateway before a restart: the default --instance-id is host-pid, so
+        # a restarted gateway reads its own earlier questions as another's (review24).
         return (f"{what}: the requestState names a question the gateway instance "
-                f"'{asker}' holds, not this one ('{self.instance}'): server "
+                f"'{asker}' asked, not this one ('{self.instance}'): server "
                 f"'{call.service.name}' asked it during the call (a handshake-era "
                 "upstream's question waits in the instance that called it), so every "
                 "round of the call must reach that instance; call it again without "
-                "requestState.  Behind a load balancer, keep each host on one instance "
-                "(a cookie, or the client's address: docs/ARCHITECTURE.md, 'Several "
-                "gateways')")
+                "requestState.  If that was this gateway before it restarted, the "
+                "question ended with it; behind a load balancer, keep each host on one "
+                "instance (a cookie, or the client's address: docs/ARCHITECTURE.md, "
+                "'Several gateways')")
 
     def _new(self, call: Parkable, host: FrontCall,
              timer: anyio.CancelScope | None = None) -> ParkedCall:

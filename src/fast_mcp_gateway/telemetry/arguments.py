@@ -144,7 +144,8 @@ def mask_argument_values(text: str, arguments: Any,
                          keys: Iterable[str] = DEFAULT_REDACT_KEYS) -> str:
     """``text`` with every value under one of ``arguments``' credential-like keys, and
     every key that is a secret itself (``secret_keys``), masked, as written, as Python's
-    ``repr`` writes it and as JSON does.
+    ``repr`` writes it and as JSON does (one shorter than ``WHOLE_WORD_BELOW`` only as a
+    word of its own; a flag spelled as a string, ``_LITERALS``, not at all).
 
     For a call's error text, which ``redact_arguments`` never sees: upstreams echo their
     input in errors (pydantic's ``input_value={'password': '...'}``, a tool's own
@@ -159,7 +160,12 @@ def mask_argument_values(text: str, arguments: Any,
     pieces = _cut_ends(text, found)
     if pieces is None:
         return CUT_LEFT_OUT
-    return mask_secrets(text, found | pieces)
+    short = {v for v in found if len(v) < WHOLE_WORD_BELOW}
+    text = mask_secrets(text, (found - short) | pieces)
+    for value in sorted(short, key=len, reverse=True):
+        if len(value) >= MIN_SECRET_LENGTH and value in text:
+            text = re.sub(rf"(?<![^\W_]){re.escape(value)}(?![^\W_])", MASK, text)
+    return text
 
 
 def mask_echo(text: str, arguments: Any) -> str:
@@ -184,7 +190,7 @@ def credential_values(arguments: Any, keys: Iterable[str] = DEFAULT_REDACT_KEYS)
         elif isinstance(value, list):
             for item in value:
                 collect(item)
-        elif isinstance(value, str):
+        elif isinstance(value, str) and value.lower() not in _LITERALS:
             found.update(written_forms(value))
         elif isinstance(value, int | float) and not isinstance(value, bool) \
                 and len(str(value)) >= 6:  # not a count under "max_tokens" everywhere
@@ -219,6 +225,15 @@ def names_credentials(schema: Any, keys: Iterable[str] = DEFAULT_REDACT_KEYS) ->
 
     return walk(schema)
 
+
+WHOLE_WORD_BELOW = 6
+"""A credential argument value shorter than this is masked in an error text only where
+it stands as a word of its own: ``{"auth_method": "none"}`` made "nonexistent" read
+"***xistent" in what the host was shown (review24); a longer one wherever it is."""
+
+# A flag or an empty value spelled as a string ({"use_auth": "true"}) is no secret, as
+# True is not: masked, it hid every "true" of the error text (review24).
+_LITERALS = frozenset({"true", "false", "null", "none"})
 
 _INPUT_VALUE = re.compile(r"input_value=.*?, input_type=")
 

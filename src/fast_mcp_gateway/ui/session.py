@@ -180,10 +180,14 @@ class DashboardAuth:
         """Why a login form's token ``given`` (not this instance's now) is refused."""
         _, dot, tag = given.rpartition(".")
         if dot and self._instance and tag != self._instance and len(tag) == len(self._instance):
+            # Or by this gateway before a restart: the default --instance-id is
+            # host-pid, so its tag changes at each start (review24).
             return ("This form was served by another gateway instance than the one your "
-                    "login reached: a dashboard login lives in the instance that made it. "
-                    "Behind a load balancer, keep each browser on one instance (a cookie, "
-                    "or the client's address: docs/ARCHITECTURE.md, 'Several gateways').")
+                    "login reached, or by this gateway before it restarted: a dashboard "
+                    "login lives in the instance that made it; reload the page and log in "
+                    "again. If this keeps happening behind a load balancer, keep each "
+                    "browser on one instance (a cookie, or the client's address: "
+                    "docs/ARCHITECTURE.md, 'Several gateways').")
         return "The form's security token is stale: try again."
 
     async def session_principal(self, session: str) -> Principal | None:

@@ -44,7 +44,6 @@ from fast_mcp_gateway._compat import (
 from fast_mcp_gateway.errors import UpstreamRequestFailed, UpstreamTimeout, UpstreamUnavailable
 from fast_mcp_gateway.policies import BreakerState
 from fast_mcp_gateway.telemetry.arguments import mask_echo
-from fast_mcp_gateway.telemetry.redaction import mask_text
 from fast_mcp_gateway.upstream.asking import ASKED, Asked
 from fast_mcp_gateway.upstream.deadline import PACE, SPENT, Pace, progress_bounded
 from fast_mcp_gateway.upstream.failures import process_end, timed_out
@@ -95,7 +94,7 @@ class Requests:
 
     async def request(
         self, what: str, front: FrontCall | None, op: Callable[[ClientSession], Awaitable[T]],
-        watched: bool = True,
+        watched: bool = True, arguments: Any = None,
     ) -> T:
         """Run ``op`` on the live session, mapping transport faults into ``UpstreamError``.
 
@@ -103,11 +102,11 @@ class Requests:
         message) propagate unchanged, so the host sees what the upstream said.  A host's
         request (with a ``front``) is ``watched`` for stalls unless told otherwise.  One
         refused for a session the server forgot goes again on the next session (the
-        module docstring).
+        module docstring).  Its message is masked (``mask_echo``) with ``arguments``.
         """
         begun = time.monotonic()  # (anyio's clock looks the loop up: a getpid on 3.11)
         try:
-            return await self._once(what, front, op, watched)
+            return await self._once(what, front, op, watched, arguments)
         except _Forgotten as lost:
             sup, first, tried = self._sup, lost, self._stats.attempts
 
@@ -130,7 +129,7 @@ class Requests:
         within = left()
         leaving = SPENT.set(self.call_timeout - within)  # its deadlines run from its start
         try:
-            return await self._once(what, front, op, watched)
+            return await self._once(what, front, op, watched, arguments)
         except _Forgotten as again:
             raise UpstreamUnavailable(sup.label, f"{what} was not run: {again.why} (its "
                                       "new session was refused too)") from None
@@ -149,7 +148,7 @@ class Requests:
 
     async def _once(
         self, what: str, front: FrontCall | None, op: Callable[[ClientSession], Awaitable[T]],
-        watched: bool,
+        watched: bool, arguments: Any = None,
     ) -> T:
         """``request`` on the session live now; ``_Forgotten`` if the server forgot it."""
         sup = self._sup
@@ -230,8 +229,9 @@ class Requests:
                                                 f"{what}: {exc.error.message}") from exc
                 ok = True  # an error *response*: the upstream is alive and answering
                 # Its text goes to the host, the call record and the logs: mask secrets
-                # the upstream echoed (error path only; a success costs nothing here).
-                exc.error.message = mask_text(exc.error.message)
+                # the upstream echoed, and the call's credential arguments (a prompt's
+                # "token X is not valid" reached the host whole: review24; error path).
+                exc.error.message = mask_echo(exc.error.message, arguments)
                 raise
             except ValidationError as exc:  # an answer the SDK could not read: not the
                 # host's arguments (FastMCP would answer -32602 for it), the server's fault
@@ -310,7 +310,7 @@ class Requests:
                                           self._stats.progressed)
 
         result: types.CallToolResult | types.InputRequiredResult = await self.request(
-            f"tools/call '{name}'", front, op)
+            f"tools/call '{name}'", front, op, arguments=arguments)
         if isinstance(result, types.CallToolResult) and result.is_error:
             for block in result.content:
                 if isinstance(block, types.TextContent):
@@ -330,7 +330,8 @@ class Requests:
         """
         name = params["name"]
         result = await self.request(f"tools/call '{name}'", front,
-                                    self._raw_op("tools/call", params, on_progress, name))
+                                    self._raw_op("tools/call", params, on_progress, name),
+                                    arguments=params.get("arguments"))
         if result.get("isError") and isinstance(result.get("content"), list):
             for block in result["content"]:
                 if isinstance(block, dict) and isinstance(block.get("text"), str):
@@ -352,7 +353,7 @@ class Requests:
         """
         # Not watched for stalls: a task's requests may wait on its long run by design.
         return await self.request(method, front, self._raw_op(method, params, on_progress),
-                                  watched=False)
+                                  watched=False, arguments=params.get("arguments"))
 
     def _raw_op(self, method: str, params: dict[str, Any], on_progress: ProgressFnT | None,
                 name: str | None = None) -> Callable[[ClientSession], Awaitable[dict[str, Any]]]:
@@ -421,7 +422,8 @@ class Requests:
             input_responses=asked.input_responses if asked else None,
             request_state=asked.request_state if asked else None)
         return await self.request(f"prompts/get '{name}'", front, self._progressing(
-            types.GetPromptRequest(params=params), _PROMPT_RESULT, front, on_progress))
+            types.GetPromptRequest(params=params), _PROMPT_RESULT, front, on_progress),
+            arguments=arguments)
 
     def _progressing(self, request: Any, result: TypeAdapter[Any], front: FrontCall | None,
                      on_progress: ProgressFnT | None) -> Callable[[ClientSession], Awaitable[Any]]:

@@ -71,7 +71,6 @@ from fast_mcp_gateway.http.not_running import (
 from fast_mcp_gateway.http.profile_paths import ProfilePaths, known_caller
 from fast_mcp_gateway.http.public_prefix import Prefixed, PublicPrefix
 from fast_mcp_gateway.http.request_ids import InFlightIds
-from fast_mcp_gateway.http.revoked_streams import RevokedStreams
 from fast_mcp_gateway.http.reworded import wrap_routes
 from fast_mcp_gateway.http.routing_headers import RoutingHeaders
 from fast_mcp_gateway.http.session_quota import SessionQuota, session_manager_of, several_callers
@@ -409,8 +408,6 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     if verifier is not None:  # sessions' and listen streams, or SSE's, per caller
         wrap_routes(mcp_app, (mcp_path,), functools.partial(
             StreamQuota, sse=transport == "sse", max_body=max_body, several=several))
-        wrap_routes(mcp_app, (mcp_path,), functools.partial(  # ended once revoked
-            RevokedStreams, verifier=verifier, reloads=ctx.reloads, sse=transport == "sse"))
     if transport == "sse":  # its endpoint event names the posts under a proxy's path
         wrap_routes(mcp_app, (mcp_path,), lambda a: Prefixed(a, PublicPrefix(settings.public_url)))
     # ... and a JSON-RPC batch as a pydantic dump (SSE: "Could not parse message"); a

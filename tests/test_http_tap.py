@@ -133,6 +133,39 @@ async def front(gw: Gateway) -> AsyncIterator[Front]:
             httpx2.AsyncClient(base_url=base, timeout=60) as http:
         yield Front(gw, http)
 
+async def host_leaves_mid_call(fast: Front, up: Upstream, tool: str = "alpha_hold",
+                               meta: dict[str, Any] | None = None) -> list[CallOutcome]:
+    """Start ``tool`` through ``fast``, drop the host's connection once the upstream's
+    tool runs, and wait until the tool was cancelled and the call's outcome observed."""
+    outcomes: list[CallOutcome] = []
+    seen = anyio.Event()
+
+    def observe(outcome: CallOutcome) -> None:
+        outcomes.append(outcome)
+        seen.set()
+
+    fast.gateway.provider.pipeline.observers.append(observe)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(fast.post, tool, {}, *([meta] if meta is not None else []))
+        with anyio.fail_after(30):
+            await up.started.wait()
+        tg.cancel_scope.cancel()  # the host drops its connection
+    with anyio.fail_after(30):
+        await up.cancelled.wait()  # the upstream's tool was cancelled
+        await seen.wait()
+    return outcomes
+
+
+async def goes_on_through_the_tap(fast: Front) -> None:
+    """After a call its host left (no call served by the tap yet), the session answers
+    the next call through the tap."""
+    tap = fast.tap
+    assert tap is not None and tap.served == 0 and not tap._busy
+    got = await fast.post("alpha_add", {"a": 1, "b": 2})
+    assert got.json()["result"]["structuredContent"] == {"result": 3}
+    assert tap.served == 1
+
+
 
 BIG = 'a "quoted" \\ back\\slash, ✓ 漢字 🚀 \u2028 line\nnext\ttab ' * 6000  # ~300 KiB
 
@@ -247,22 +280,8 @@ async def test_a_closed_pooled_connection_is_replaced_without_failing_the_call()
 @pytest.mark.parametrize("with_tap", [True, False])
 async def test_a_host_that_goes_away_cancels_the_upstream_request(with_tap: bool) -> None:
     async with upstream() as up, front(gateway(up.url, tap=with_tap)) as fast:
-        outcomes: list[CallOutcome] = []
-        seen = anyio.Event()
-
-        def observe(outcome: CallOutcome) -> None:
-            outcomes.append(outcome)
-            seen.set()
-
-        fast.gateway.provider.pipeline.observers.append(observe)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(fast.post, "alpha_hold", {})
-            with anyio.fail_after(30):
-                await up.started.wait()
-            tg.cancel_scope.cancel()  # the host drops its connection
-        with anyio.fail_after(30):
-            await up.cancelled.wait()  # closing the upstream POST cancelled the tool
-            await seen.wait()
+        # closing the upstream POST cancels the tool
+        outcomes = await host_leaves_mid_call(fast, up)
         assert [o.status for o in outcomes] == ["cancelled"]
         tap = fast.tap
         assert (tap is not None) == with_tap

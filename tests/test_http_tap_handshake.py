@@ -26,12 +26,19 @@ import mcp_types as types
 import pytest
 from fastmcp import Context
 
-from fast_mcp_gateway.front.outcomes import CallOutcome
 from fast_mcp_gateway.upstream.http_tap import LINGER_LIMIT
 from fast_mcp_gateway.upstream.model import UpstreamState
 from tests.tcp_relay import TcpRelay
 from tests.test_http_lane import canonical
-from tests.test_http_tap import BIG, Upstream, front, gateway, upstream_server
+from tests.test_http_tap import (
+    BIG,
+    Upstream,
+    front,
+    gateway,
+    goes_on_through_the_tap,
+    host_leaves_mid_call,
+    upstream_server,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -165,29 +172,10 @@ async def test_handshake_era_calls_go_through_the_tap_on_kept_connections() -> N
 async def test_a_host_that_goes_away_cancels_the_upstream_request() -> None:
     async with legacy_upstream() as (up, _), \
             front(gateway(up.url, tap=True, protocol="legacy")) as fast:
-        outcomes: list[CallOutcome] = []
-        seen = anyio.Event()
-
-        def observe(outcome: CallOutcome) -> None:
-            outcomes.append(outcome)
-            seen.set()
-
-        fast.gateway.provider.pipeline.observers.append(observe)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(fast.post, "alpha_hold", {})
-            with anyio.fail_after(30):
-                await up.started.wait()
-            tg.cancel_scope.cancel()  # the host drops its connection
-        with anyio.fail_after(30):
-            await up.cancelled.wait()  # notifications/cancelled stopped the tool
-            await seen.wait()
+        # notifications/cancelled stops the tool
+        outcomes = await host_leaves_mid_call(fast, up)
         assert [o.status for o in outcomes] == ["cancelled"]
-        tap = fast.tap
-        assert tap is not None and tap.served == 0 and not tap._busy
-        # The session goes on, through the tap.
-        got = await fast.post("alpha_add", {"a": 1, "b": 2})
-        assert got.json()["result"]["structuredContent"] == {"result": 3}
-        assert tap.served == 1
+        await goes_on_through_the_tap(fast)
 
 
 async def test_a_call_timeout_cancels_the_upstream_request() -> None:
@@ -447,6 +435,19 @@ async def test_an_sse_answer_longer_than_max_message_bytes_in_all_is_read() -> N
         assert tap.opened == 1 and not tap.lingers
 
 
+
+def read_request(conn: Any) -> bytes:
+    """The body of the next request on blocking socket ``conn`` (by Content-Length)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += conn.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    while len(body) < length:
+        body += conn.recv(65536)
+    return body
+
 class _ClosesIdle:
     """A blocking HTTP/1.1 server in a thread: answers one POST on a kept-alive
     connection, closes that connection when told (as a server's keep-alive timeout
@@ -464,14 +465,7 @@ class _ClosesIdle:
         self.thread.start()
 
     def _answer(self, conn: Any, n: int) -> None:
-        data = b""
-        while b"\r\n\r\n" not in data:
-            data += conn.recv(65536)
-        head, _, body = data.partition(b"\r\n\r\n")
-        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                      if line.lower().startswith(b"content-length:"))
-        while len(body) < length:
-            body += conn.recv(65536)
+        body = read_request(conn)
         answer = json.dumps({"jsonrpc": "2.0", "id": json.loads(body)["id"],
                              "result": {"n": n}}).encode()
         conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"

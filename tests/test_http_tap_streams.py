@@ -15,9 +15,8 @@ import mcp_types as types
 import pytest
 from fastmcp import Context
 
-from fast_mcp_gateway.front.outcomes import CallOutcome
 from tests.test_http_lane import canonical
-from tests.test_http_tap import Upstream, front, gateway, upstream_server
+from tests.test_http_tap import Upstream, front, gateway, host_leaves_mid_call, upstream_server
 from tests.test_http_tap_handshake import Relay, Served, _port, settled
 
 pytestmark = pytest.mark.anyio
@@ -72,23 +71,8 @@ async def test_sse_answers_keep_their_connection_a_cancelled_call_does_not() -> 
 
             # A call cancelled mid-stream (its host went away): its connection is closed
             # (the upstream's tool is cancelled), never pooled.
-            outcomes: list[CallOutcome] = []
-            seen = anyio.Event()
-
-            def observe(outcome: CallOutcome) -> None:
-                outcomes.append(outcome)
-                seen.set()
-
-            fast.gateway.provider.pipeline.observers.append(observe)
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(fast.post, "alpha_log_then_hold", {},
-                              {types.LOG_LEVEL_META_KEY: "info"})
-                with anyio.fail_after(30):
-                    await up.started.wait()
-                tg.cancel_scope.cancel()
-            with anyio.fail_after(30):
-                await up.cancelled.wait()
-                await seen.wait()
+            outcomes = await host_leaves_mid_call(fast, up, "alpha_log_then_hold",
+                                                  {types.LOG_LEVEL_META_KEY: "info"})
             assert [o.status for o in outcomes] == ["cancelled"]
             assert not tap._idle and not tap._busy
             assert (await fast.post("alpha_add", {"a": 2, "b": 2})).status_code == 200

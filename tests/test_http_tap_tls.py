@@ -27,12 +27,25 @@ import anyio
 import httpx2
 import pytest
 
-from fast_mcp_gateway.front.outcomes import CallOutcome
 from fast_mcp_gateway.upstream.http_tap import HttpTap
 from fast_mcp_gateway.upstream.model import UpstreamState, describe_error
 from tests.test_http_lane import canonical
-from tests.test_http_tap import BIG, Upstream, front, gateway
-from tests.test_http_tap_handshake import CASES, Relay, Served, handshake_upstream, settled
+from tests.test_http_tap import (
+    BIG,
+    Upstream,
+    front,
+    gateway,
+    goes_on_through_the_tap,
+    host_leaves_mid_call,
+)
+from tests.test_http_tap_handshake import (
+    CASES,
+    Relay,
+    Served,
+    handshake_upstream,
+    read_request,
+    settled,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -248,14 +261,7 @@ class _ClosesIdleTls:
         self.thread.start()
 
     def _answer(self, conn: ssl.SSLSocket, n: int | None) -> None:
-        data = b""
-        while b"\r\n\r\n" not in data:
-            data += conn.recv(65536)
-        head, _, body = data.partition(b"\r\n\r\n")
-        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                      if line.lower().startswith(b"content-length:"))
-        while len(body) < length:
-            body += conn.recv(65536)
+        body = read_request(conn)
         self.requests.append(json.loads(body))
         if n is None:
             return
@@ -353,25 +359,6 @@ async def test_a_host_that_goes_away_cancels_the_https_upstream_request(
     connection in the handshake era; the tool is cancelled, the session goes on."""
     async with tls_upstream(ca) as (up, _), \
             front(gateway(up.url, tap=True, protocol=protocol)) as fast:
-        outcomes: list[CallOutcome] = []
-        seen = anyio.Event()
-
-        def observe(outcome: CallOutcome) -> None:
-            outcomes.append(outcome)
-            seen.set()
-
-        fast.gateway.provider.pipeline.observers.append(observe)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(fast.post, "alpha_hold", {})
-            with anyio.fail_after(30):
-                await up.started.wait()
-            tg.cancel_scope.cancel()  # the host drops its connection
-        with anyio.fail_after(30):
-            await up.cancelled.wait()
-            await seen.wait()
+        outcomes = await host_leaves_mid_call(fast, up)
         assert [o.status for o in outcomes] == ["cancelled"]
-        tap = fast.tap
-        assert tap is not None and tap.served == 0 and not tap._busy
-        got = await fast.post("alpha_add", {"a": 1, "b": 2})
-        assert got.json()["result"]["structuredContent"] == {"result": 3}
-        assert tap.served == 1
+        await goes_on_through_the_tap(fast)

@@ -34,6 +34,7 @@ from tests.test_tasks import ALICE, ALICE_SHA, post
 AUTH = {"tokens": [{"name": "alice", "sha256": ALICE_SHA, "scopes": ["tools"]}]}
 ASKING = {"io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}
 BIG = 1024 * 1024
+HUNG = anyio.Event()  # (set by the upstream's ``hang`` as its call is cancelled)
 
 pytestmark = pytest.mark.anyio
 
@@ -54,6 +55,15 @@ def asking_upstream() -> FastMCP[Any]:
         return f"{getattr(first, 'data', None)} and {getattr(second, 'data', None)}"
 
     @mcp.tool
+    async def hang(ctx: Context) -> str:
+        await ctx.elicit("Go on?", response_type=str)
+        try:
+            await anyio.sleep_forever()
+        finally:
+            HUNG.set()  # the upstream call was cancelled
+        return "never"
+
+    @mcp.tool
     async def big(ctx: Context) -> str:
         answer = await ctx.elicit("Which letter?", response_type=str)
         return str(getattr(answer, "data", "?")) * BIG
@@ -62,9 +72,9 @@ def asking_upstream() -> FastMCP[Any]:
 
 
 def gateway(name: str, db: str, entry: dict[str, Any],
-            memory: dict[str, FastMCP[Any]] | None = None) -> Gateway:
+            memory: dict[str, FastMCP[Any]] | None = None, **settings: Any) -> Gateway:
     return make_gateway({"asker": entry}, memory, request_state_keys=[KEY], db=db,
-                        instance_id=name, options={"auth": AUTH})
+                        instance_id=name, options={"auth": AUTH}, **settings)
 
 
 @asynccontextmanager
@@ -236,3 +246,30 @@ async def test_a_round_nobody_takes_is_withdrawn_at_the_ask_timeout_its_answers_
     assert "'gw-a' that holds the question did not take the answers within 3s" in told, told
     assert seen and "Ada-s3cret" not in seen[0] and "Ada" not in told, seen
     assert await rows_left(pg_url) == 0
+
+
+async def test_a_host_giving_up_on_a_crossed_round_cancels_the_call_upstream(
+        pg_url: str) -> None:
+    """As a host cancelling a round served where the call waits: the holder cancels
+    the upstream call (its ``notifications/cancelled``), not left running unseen."""
+    global HUNG
+    HUNG = anyio.Event()
+    upstream = asking_upstream()
+    entry = memory_entry("asker", protocol="legacy")
+    # (No call timeout ends the upstream call meanwhile: only the host's cancel does.)
+    first, second = (gateway(name, pg_url, entry, {"asker": upstream}, call_timeout=600)
+                     for name in ("gw-a", "gw-b"))
+    async with served(first, second) as (to_a, to_b):
+        for one in (first, second):
+            crossing = one.parking.crossing
+            assert crossing is not None
+            await until(lambda c=crossing: c.listening, 30)  # type: ignore[misc]
+        asked = await asked_of(to_a, "asker_hang")
+        held = next(iter(first.parking._calls.values()))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(post, to_b, ALICE, "tools/call", answer("asker_hang", asked, "y"),
+                          ASKING)
+            await until(lambda: held.current is not None, 30)  # the holder took the round
+            tg.cancel_scope.cancel()  # the host gives up (its HTTP request ends)
+        with anyio.fail_after(30):
+            await HUNG.wait()

@@ -136,9 +136,9 @@ class Crossing:
         finally:
             del self._replies[key]
             with anyio.CancelScope(shield=True), anyio.move_on_after(5), suppress(Exception):
-                if not taken:  # withdrawn: the holder cannot take it after this
-                    await rounds.take("round", key, holder)
-                elif not done:  # the host gave up (or the holder is gone): cancel the call
+                # Withdrawn if not taken yet (the holder cannot take it after this); taken,
+                # and the host gave up (or the holder is gone): the call is cancelled.
+                if (taken or await rounds.take("round", key, holder) is None) and not done:
                     await rounds.tell(holder, "cancel", key)
 
     # -- the holding instance -----------------------------------------------------------

@@ -304,7 +304,8 @@ class Parking:
                 "requestState.  If that was this gateway before it restarted, the "
                 "question ended with it; behind a load balancer, keep each host on one "
                 "instance (a cookie, or the client's address: docs/ARCHITECTURE.md, "
-                "'Several gateways')")
+                "'Several gateways'), or give the instances one PostgreSQL store (--db), "
+                "which carries such rounds to the instance holding them")
 
     def _new(self, call: Parkable, host: FrontCall,
              timer: anyio.CancelScope | None = None) -> ParkedCall:

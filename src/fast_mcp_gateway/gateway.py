@@ -213,7 +213,7 @@ class Gateway:
         self.alerts.on_transition.append(alert_publisher(self.events))
         # MRTR: pushed requests of handshake-era upstreams asked of 2026-07-28 hosts.
         self.parking = Parking(ask_timeout=self.settings.ask_timeout,
-                               instance=self.settings.instance_id)
+                               instance=self.settings.instance_id, store=lambda: self.store)
         self.parking.roots = self.manager.sole_host   # roots outside calls, and first
         self.manager.sole_host.ask_within = self.settings.ask_timeout
         self.provider.pipeline.parking = self.parking

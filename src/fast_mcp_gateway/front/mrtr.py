@@ -39,16 +39,15 @@ Bounds and endings:
   ``auth``: stdio's host and the anonymous caller are a gateway's only caller); beyond
   that a call fails with a clear error.
 
-A parked call lives in this process: behind several gateway instances a
-2026-07-28 host's continuation must reach the instance that answered its first
-request, else it is told the question is not held here, and which instance holds it
-(each token ends with the asking instance's id: ``holder``).
+A parked call lives in this process, and each token ends with the asking instance's
+id (``holder``).  Behind several gateway instances on one PostgreSQL store, a round
+reaching another instance is carried to the holder through the store
+(``front/crossing.py``); without one, it is told which instance holds the question.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import logging
 import secrets
 from collections import OrderedDict
@@ -60,8 +59,8 @@ import anyio.abc
 import mcp_types as types
 from mcp.shared.exceptions import MCPError
 
-from fast_mcp_gateway.config.settings import MAX_INSTANCE_ID
 from fast_mcp_gateway.errors import UpstreamError
+from fast_mcp_gateway.front.crossing import TOKEN_PREFIX, Crossing, holder
 from fast_mcp_gateway.front.parked import ParkedCall, ParkedFront, parked_front
 from fast_mcp_gateway.principal import Principal
 from fast_mcp_gateway.routing.attempts import CallPath
@@ -72,8 +71,6 @@ logger = logging.getLogger(__name__)
 
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
-TOKEN_PREFIX = "gw-mrtr."
-"""How the gateway's own ``requestState`` starts (anything else is an upstream's)."""
 DEFAULT_ASK_TIMEOUT = 120.0
 DEFAULT_MAX_PARKED = 1024
 PER_CALLER_SHARE = 4  # one caller (principal) may hold a quarter of the places
@@ -138,7 +135,8 @@ class Parking:
     """
 
     def __init__(self, ask_timeout: float = DEFAULT_ASK_TIMEOUT,
-                 max_parked: int = DEFAULT_MAX_PARKED, instance: str | None = None) -> None:
+                 max_parked: int = DEFAULT_MAX_PARKED, instance: str | None = None,
+                 store: Callable[[], object] | None = None) -> None:
         self.ask_timeout = ask_timeout
         # This gateway's ``--instance-id``, in each token: another instance a host's
         # next round reaches names the one holding the question (``holder``).
@@ -155,11 +153,15 @@ class Parking:
         # Told the roots a host gave in a round, and asks for them before a call that
         # needs them (``SoleHost``: roots outside calls; the gateway sets it).
         self.roots: HostRootsKeeper | None = None
+        # Rounds another instance received for calls parked here, and back (a store).
+        self.crossing = Crossing(self, store, instance) if store and instance else None
 
     async def run(self, *,
                   task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:
             self._tg, self.stopped = tg, False  # served again (in process): not stopping
+            if self.crossing is not None:
+                tg.start_soon(self.crossing.run)
             task_status.started()
             try:
                 await anyio.sleep_forever()
@@ -191,7 +193,8 @@ class Parking:
             return False  # a handshake-era host (every call of one): decided here
         state = front.request_state
         if isinstance(state, str) and state.startswith(TOKEN_PREFIX):
-            return state in self._calls or state in self._ended or not call.service.is_modern
+            return state in self._calls or state in self._ended \
+                or not call.service.is_modern or self._elsewhere(state) is not None
         return any(not replica.is_modern for replica in call.service.replicas)
 
     async def send(self, call: Parkable, sending: Sending[R],
@@ -206,6 +209,11 @@ class Parking:
         state = call.front.request_state
         host = call.front
         if isinstance(state, str) and state.startswith(TOKEN_PREFIX):
+            if (asker := self._elsewhere(state)) is not None:
+                assert self.crossing is not None
+                return self._shown(sending, await self.crossing.relay(
+                    asker[0], asker[1], state, self._owner(call), f"{call.method} "
+                    f"'{call.exposed}'", call.service.name, host.input_responses))
             parked = self._continued(call, state)
             # One record per call: the replica it went to, timed from its first round.
             call.path = parked.path
@@ -226,6 +234,36 @@ class Parking:
             if parked.collected.is_set() and self._calls.pop(parked.token, None) is not None:
                 self._end(parked, f"{parked.what}: this requestState's call has already "
                                   "returned its result; call it again without requestState")
+        return self._shown(sending, outcome)
+
+    async def answer(self, token: str, owner: tuple[str, str, str], what: str, server: str,
+                     front: FrontCall, answers: Any) -> Any:
+        """Serve a round another instance received for a call parked here
+        (``front/crossing.py``), as ``send`` serves one that came here."""
+        parked = self._calls.get(token)
+        if parked is None or parked.owner != owner:
+            raise UpstreamError(server, self._ended.get(token) or (
+                f"{what}: the requestState names a question the gateway instance "
+                f"'{self.instance}' no longer holds (it expired, or the gateway restarted);"
+                " call it again without requestState"))
+        try:
+            return await parked.round(front, answers)
+        finally:
+            if parked.collected.is_set() and self._calls.pop(parked.token, None) is not None:
+                self._end(parked, f"{parked.what}: this requestState's call has already "
+                                  "returned its result; call it again without requestState")
+
+    def _elsewhere(self, token: str) -> tuple[Any, str] | None:
+        """Where a round of another instance's call goes (``Crossing.elsewhere``)."""
+        held = token in self._calls or token in self._ended
+        return None if self.crossing is None or held else self.crossing.elsewhere(token)
+
+    def tokens(self) -> list[str]:
+        """The tokens of the calls held here, and of those ended lately (``Crossing``)."""
+        return [*self._calls, *self._ended]
+
+    @staticmethod
+    def _shown(sending: Sending[R], outcome: Any) -> R:
         if isinstance(outcome, types.InputRequiredResult):
             return sending.shows(outcome)
         # The outcome has the form of the encoding that began the call; a round the
@@ -266,7 +304,8 @@ class Parking:
                 "requestState.  If that was this gateway before it restarted, the "
                 "question ended with it; behind a load balancer, keep each host on one "
                 "instance (a cookie, or the client's address: docs/ARCHITECTURE.md, "
-                "'Several gateways')")
+                "'Several gateways'), or give the instances one PostgreSQL store (--db), "
+                "which carries such rounds to the instance holding them")
 
     def _new(self, call: Parkable, host: FrontCall,
              timer: anyio.CancelScope | None = None) -> ParkedCall:
@@ -459,15 +498,3 @@ class _Lazy:
         asked = parked.show(parked.unshown())
         await self.reply(self.conclude(self.call, self.sending, self.sending.shows(asked)))
 
-
-def holder(token: str) -> str | None:
-    """The instance a token's question was asked on (``Parking.instance``); None for a
-    token without one, or one that does not read as an instance id."""
-    _, dot, tail = token[len(TOKEN_PREFIX):].partition(".")
-    if not dot or len(tail) > 4 * 4 * MAX_INSTANCE_ID // 3 + 4:  # 4 UTF-8 bytes a character
-        return None
-    try:
-        name = base64.urlsafe_b64decode(tail + "=" * (-len(tail) % 4)).decode()
-    except (binascii.Error, ValueError):
-        return None
-    return name if name and name.isprintable() and len(name) <= MAX_INSTANCE_ID else None

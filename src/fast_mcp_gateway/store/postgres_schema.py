@@ -239,9 +239,23 @@ MIGRATIONS: list[tuple[int, str]] = [
     -- that holder (records.lease_servers): a forget of their pins elsewhere is refused
     ALTER TABLE leases ADD COLUMN servers TEXT;
     """),
+    (13, """
+    -- a 2026-07-28 host's round for the gateway instance holding its question, and that
+    -- instance's reply, each deleted by the one taking it (store/postgres_rounds.py)
+    CREATE TABLE parked_rounds (
+        id TEXT COLLATE "C" NOT NULL,
+        kind TEXT NOT NULL,
+        addressee TEXT COLLATE "C" NOT NULL,
+        sender TEXT COLLATE "C" NOT NULL,
+        payload TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (id, kind)
+    );
+    CREATE INDEX parked_rounds_addressee ON parked_rounds (addressee, kind);
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
-READABLE_FROM: dict[int, int] = {10: 9, 11: 9, 12: 9}
+READABLE_FROM: dict[int, int] = {10: 9, 11: 9, 12: 9, 13: 9}
 """Migrations that leave the database usable by older gateways: version -> the oldest
 schema version whose gateways may use it (``schema_readers``).  Only a migration that
 adds (nullable columns, tables, indexes) may claim it; none of 1-9 does (they predate it).
@@ -249,7 +263,7 @@ adds (nullable columns, tables, indexes) may claim it; none of 1-9 does (they pr
 under the unique index).  11 does: a gateway of 9 or 10 writes its records without
 a client_kind (NULL: an admin's only).  12 does: a gateway of 9-11 holds its leases
 leaving ``servers`` alone (a row it takes over keeps another holder's tag: not read as
-its own, ``records.servers_of``)."""
+its own, ``records.servers_of``).  13 does: a table only gateways of 13 use."""
 
 TABLES = frozenset({"invocations", "invocation_minutes", "invocation_hours", "audit",
                     "servers", "routes", "health_records", "inspector_history", "changes",

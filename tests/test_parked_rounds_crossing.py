@@ -273,3 +273,82 @@ async def test_a_host_giving_up_on_a_crossed_round_cancels_the_call_upstream(
             tg.cancel_scope.cancel()  # the host gives up (its HTTP request ends)
         with anyio.fail_after(30):
             await HUNG.wait()
+
+
+async def test_a_round_that_does_not_read_as_one_is_refused_and_the_holder_goes_on(
+        pg_url: str) -> None:
+    """A row addressed to an instance whose payload is not a round (written by another
+    version, or by hand): its sender is told so, and the holder goes on carrying rounds.
+    It used to raise in the holder's listener before any reply, ending the gateway's
+    parking task group: no reply, and no later round crossed (review25)."""
+    from fast_mcp_gateway.store.postgres_rounds import channel
+
+    async with two_gateways(pg_url) as (to_a, to_b):
+        conn = await asyncpg.connect(pg_url)
+        try:
+            for n, payload in enumerate(("not json", "[1]", "{}")):
+                await conn.execute(
+                    "INSERT INTO parked_rounds (id, kind, addressee, sender, payload, at)"
+                    " VALUES ($1, 'round', 'gw-a', 'gw-b', $2, 0)", f"bad{n}", payload)
+                await conn.execute("SELECT pg_notify($1, $2)", channel("gw-a"), f"round:bad{n}")
+            replies: list[Any] = []
+
+            async def replied() -> None:
+                replies[:] = await conn.fetch("SELECT payload FROM parked_rounds"
+                                              " WHERE kind = 'reply' AND addressee = 'gw-b'")
+
+            with anyio.fail_after(30):
+                while len(replies) < 3:
+                    await replied()
+                    await anyio.sleep(0.05)
+            for (text,) in replies:
+                assert "does not read as a round" in json.loads(text)["detail"], text
+            await conn.execute("DELETE FROM parked_rounds")
+        finally:
+            await conn.close()
+        asked = await asked_of(to_a, "asker_ask")
+        done = await post(to_b, ALICE, "tools/call", answer("asker_ask", asked, "Ada"), ASKING)
+        assert done["result"]["content"][0]["text"] == "hello Ada", done
+    assert await rows_left(pg_url) == 0
+
+
+async def test_a_reply_left_as_the_host_gives_up_is_deleted(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The holder's reply is in the store when the receiving instance's host gives up
+    (before it took the reply): the receiver deletes it, not left (with a result of any
+    size) until a listener starts again after KEEP_SECONDS (review25)."""
+    from fast_mcp_gateway.front import crossing as crossing_module
+
+    monkeypatch.setattr(crossing_module, "POLL_SECONDS", 600.0)  # the receiver only polls
+    upstream = asking_upstream()
+    entry = memory_entry("asker", protocol="legacy")
+    first, second = (gateway(name, pg_url, entry, {"asker": upstream})
+                     for name in ("gw-a", "gw-b"))
+    receiver = second.parking.crossing
+    assert receiver is not None
+
+    async def deaf(**_: Any) -> None:  # gw-b hears no reply: it would take it at its poll
+        return None
+
+    receiver.run = deaf  # type: ignore[method-assign]
+    async with served(first, second) as (to_a, to_b):
+        crossing = first.parking.crossing
+        assert crossing is not None
+        await until(lambda: crossing.listening, 30)
+        asked = await asked_of(to_a, "asker_big")
+        conn = await asyncpg.connect(pg_url)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(post, to_b, ALICE, "tools/call", answer("asker_big", asked, "x"),
+                              ASKING)
+                with anyio.fail_after(30):
+                    while not await conn.fetchval(  # noqa: ASYNC110 - rows: no event
+                            "SELECT count(*) FROM parked_rounds WHERE kind = 'reply'"):
+                        await anyio.sleep(0.02)
+                tg.cancel_scope.cancel()  # the host gives up, the reply not taken
+            with anyio.fail_after(30):
+                while await conn.fetchval(  # noqa: ASYNC110 - rows: no event
+                        "SELECT count(*) FROM parked_rounds"):
+                    await anyio.sleep(0.05)
+        finally:
+            await conn.close()

@@ -140,6 +140,7 @@ class Crossing:
                 # and the host gave up (or the holder is gone): the call is cancelled.
                 if (taken or await rounds.take("round", key, holder) is None) and not done:
                     await rounds.tell(holder, "cancel", key)
+                    await rounds.take("reply", key, self.instance)  # if come: nobody reads it
 
     # -- the holding instance -----------------------------------------------------------
 
@@ -202,11 +203,17 @@ class Crossing:
         if got is None:
             return
         sender, payload = got
-        message = json.loads(payload)
+        message = _read(payload)  # {}: not a round (another version's, or written by hand)
         server, what = str(message.get("server", "?")), str(message.get("what", "a call"))
-        token = next((t for t in self.parking.tokens() if _digest(t) == message["call"]), None)
+        call = message.get("call")
+        token = next((t for t in self.parking.tokens() if _digest(t) == call), None)
         front = FrontCall(session=None)  # progress and logs of a crossed round: none
         try:
+            if not message:
+                raise UpstreamError(server, (
+                    f"{what}: the round this gateway carried to instance '{self.instance}' "
+                    "does not read as a round there (gateways of different versions?); "
+                    "call it again without requestState"))
             if token is None:  # long gone (or a restart): told in the clear, not sealed
                 raise UpstreamError(server, (
                     f"{what}: the requestState names a question the gateway instance "
@@ -240,6 +247,16 @@ class Crossing:
 def _digest(token: str) -> str:
     """A parked call's name in the store: its token is not (it opens the call)."""
     return hashlib.sha256(b"mcp-gateway/parked-round/id:" + token.encode()).hexdigest()
+
+
+def _read(payload: str) -> dict[str, Any]:
+    """A round's message; {} when it does not read as one."""
+    with suppress(ValueError):
+        message = json.loads(payload)
+        if isinstance(message, dict) and isinstance(message.get("call"), str) \
+                and isinstance(message.get("sealed"), str):
+            return message
+    return {}
 
 
 def _codec(token: str) -> AESGCMRequestStateCodec:

@@ -129,7 +129,8 @@ class Crossing:
                     raise UpstreamError(server, (
                         f"{what}: the gateway instance '{holder}' that holds the question "
                         f"did not take the answers within {self.parking.ask_timeout:g}s "
-                        "(ask_timeout; is it listening on the store?); call it again "
+                        "(ask_timeout: is it listening on the store? a gateway of a "
+                        "version before schema 13 carries no rounds); call it again "
                         "without requestState"))
                 with anyio.move_on_after(POLL_SECONDS):
                     await heard.wait()
@@ -276,8 +277,8 @@ def _opened(text: str, codec: AESGCMRequestStateCodec) -> dict[str, Any]:
 
 def _gone(what: str, holder: str, server: str) -> str:
     return (f"{what}: the gateway instance '{holder}' that holds the question is gone "
-            f"(its instance lease has ended: stopped or killed), and server '{server}''s "
-            "call with it; call it again without requestState")
+            f"(its instance lease has ended: stopped or killed), and the call to server "
+            f"'{server}' ended with it; call it again without requestState")
 
 
 def _jsonable(answers: Any) -> Any:

@@ -354,3 +354,35 @@ async def test_a_reply_left_as_the_host_gives_up_is_deleted(
                     await anyio.sleep(0.05)
         finally:
             await conn.close()
+
+
+async def test_a_listening_holder_checks_its_connection_and_the_rows_left(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A listener connection can die without a word (a NAT or firewall dropping an idle
+    connection): no notification comes, and none says it is lost.  The listening holder
+    checks its connection every ``CHECK_SECONDS`` and reads the rounds left for it then
+    (a round whose notification it missed is taken), and deletes the rows nobody took
+    within ``KEEP_SECONDS``.  It used to wait on the notifications alone: every round
+    for it was withdrawn at the ask timeout until it restarted, and old rows stayed
+    until some instance started listening (review25)."""
+    from fast_mcp_gateway.front import crossing as crossing_module
+
+    monkeypatch.setattr(crossing_module, "CHECK_SECONDS", 0.2, raising=False)
+    async with two_gateways(pg_url):
+        conn = await asyncpg.connect(pg_url)
+        try:
+            await conn.execute(  # a reply of a sender gone long ago, and a round unheard
+                "INSERT INTO parked_rounds (id, kind, addressee, sender, payload, at)"
+                " VALUES ('old', 'reply', 'gw-b', 'gw-a', 'x', 0),"
+                " ('unheard', 'round', 'gw-a', 'gw-b', '{}', extract(epoch from now()))")
+            with anyio.fail_after(30):
+                while await conn.fetchval(  # noqa: ASYNC110 - rows: no event
+                        "SELECT count(*) FROM parked_rounds"
+                        " WHERE id = 'old' OR (id = 'unheard' AND kind = 'round')"):
+                    await anyio.sleep(0.05)
+            told = await conn.fetchval("SELECT payload FROM parked_rounds"
+                                       " WHERE id = 'unheard' AND kind = 'reply'")
+            assert "does not read as a round" in told, told
+            await conn.execute("DELETE FROM parked_rounds")
+        finally:
+            await conn.close()

@@ -52,6 +52,7 @@ logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0  # while waiting: the holder's lease, a reply whose NOTIFY was missed
 RETRY_SECONDS = 2.0  # listening again after the connection was lost
+CHECK_SECONDS = 30.0  # while listening: the connection checked, the rows left read
 REPLY_TRIES = 3
 TOKEN_PREFIX = "gw-mrtr."
 """How the gateway's own ``requestState`` starts (anything else is an upstream's)."""
@@ -177,11 +178,15 @@ class Crossing:
                 scope.cancel()  # its host gave up: as a round here cancelled by its host
 
         try:
-            async with rounds.listening(self.instance, heard, lost.set):
+            async with rounds.listening(self.instance, heard, lost.set) as check:
                 self.listening = True
-                for key in await rounds.waiting(self.instance):  # came while not listening
-                    send.send_nowait(key)
-                await lost.wait()
+                while True:
+                    for key in await rounds.waiting(self.instance):  # came while not
+                        send.send_nowait(key)                        # listening, or unheard
+                    with anyio.move_on_after(CHECK_SECONDS):
+                        await lost.wait()
+                        return
+                    await check()  # dropped without a word (NAT, firewall): raises
         except Exception as exc:  # noqa: BLE001 - listened again after a pause
             logger.debug("parked rounds: not listening on the store (%s: %s); trying again",
                          type(exc).__name__, exc)

@@ -9,7 +9,8 @@ exceed its 8000 bytes).  ``NOTIFY`` on the addressee's channel (``channel``) say
 row is there.  The one taking a row deletes it (``DELETE ... RETURNING``), so a
 message is taken at most once, and a round withdrawn (``take`` by its sender) cannot
 be taken by the holder after.  Rows older than ``KEEP_SECONDS`` (a sender gone
-before its reply came) are deleted by the next instance that starts listening.
+before its reply came) are deleted by listening instances as they read the rounds left
+(``waiting``: on listening, then every ``crossing.CHECK_SECONDS``).
 """
 
 from __future__ import annotations
@@ -88,9 +89,10 @@ class PgRounds:
     @asynccontextmanager
     async def listening(self, instance: str,
                         heard: Callable[[str, str], None],
-                        lost: Callable[[], None]) -> AsyncIterator[None]:
+                        lost: Callable[[], None]) -> AsyncIterator[Callable[[], Any]]:
         """A dedicated connection listening on ``instance``'s channel: ``heard(kind,
-        key)`` for each message, ``lost()`` when the connection ends.  Raises
+        key)`` for each message, ``lost()`` when the connection ends; what it gives
+        checks the connection (a query, bounded: raises if it is gone).  Raises
         ``OSError``/asyncpg errors when it cannot connect (the caller tries again)."""
         asyncpg = load_asyncpg()
         conn = await asyncpg.connect(
@@ -104,7 +106,7 @@ class PgRounds:
         try:
             await conn.add_listener(channel(instance), notified)
             conn.add_termination_listener(lambda *_: lost())
-            yield
+            yield lambda: conn.execute("SELECT 1", timeout=self._timeout)
         finally:
             with suppress(Exception):
                 await conn.close(timeout=2)

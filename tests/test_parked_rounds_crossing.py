@@ -29,6 +29,7 @@ from tests.fixtures import make_gateway, memory_entry, stdio_entry, until
 from tests.pg import free_port
 from tests.stdio_gateway import CLI
 from tests.test_request_state import KEY, served
+from tests.test_scaleout_trial import pushing_upstream
 from tests.test_tasks import ALICE, ALICE_SHA, post
 
 AUTH = {"tokens": [{"name": "alice", "sha256": ALICE_SHA, "scopes": ["tools"]}]}
@@ -40,13 +41,9 @@ pytestmark = pytest.mark.anyio
 
 
 def asking_upstream() -> FastMCP[Any]:
-    """FastMCP tools that ask with ``ctx.elicit()`` (handshake-era pushes)."""
-    mcp = FastMCP("asker")
-
-    @mcp.tool
-    async def ask(ctx: Context) -> str:
-        answer = await ctx.elicit("Your name?", response_type=str)
-        return f"hello {getattr(answer, 'data', None)}"
+    """FastMCP tools that ask with ``ctx.elicit()`` (handshake-era pushes): ``ask``
+    (``pushing_upstream``'s) and more."""
+    mcp = pushing_upstream()
 
     @mcp.tool
     async def twice(ctx: Context) -> str:

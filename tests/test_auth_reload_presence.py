@@ -73,3 +73,13 @@ async def test_the_per_caller_shares_hold_while_the_tokens_do(tmp_path: Path) ->
         assert [r.status_code for r in opened] == [200, 200, 429], opened[-1].text
         assert (await http.post(f"{base}/mcp", json=INITIALIZE,
                                 headers=_headers("mgw_nobody"))).status_code == 401
+
+
+def test_an_app_built_again_asks_the_veto_once(tmp_path: Path) -> None:
+    # http_app() per run_async: each build appended the same veto (a list growing per run).
+    path = tmp_path / "servers.yaml"
+    path.write_text(TWO_TOKENS)
+    gateway = Gateway.from_file(path, GatewaySettings(config=path, db=None))
+    for _ in range(3):
+        gateway.http_app("http")
+    assert len(gateway.control.reload_vetoes) == 1, gateway.control.reload_vetoes

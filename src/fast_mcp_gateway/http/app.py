@@ -55,7 +55,7 @@ from fast_mcp_gateway.front.profiles import PROFILE_PREFIX
 from fast_mcp_gateway.http.access import Access, bad_token, no_token
 from fast_mcp_gateway.http.advertised import PASSED, Advertised, MetadataPerRequest
 from fast_mcp_gateway.http.answered import AfterAnswer
-from fast_mcp_gateway.http.auth import GatewayVerifier, mcp_auth, presence_refusal
+from fast_mcp_gateway.http.auth import GatewayVerifier, auth_presence_veto, mcp_auth
 from fast_mcp_gateway.http.batches import BatchRefusal
 from fast_mcp_gateway.http.discovery import discovery_refusal
 from fast_mcp_gateway.http.errors import API_PREFIX, ApiError, UnknownPaths, http_error
@@ -352,7 +352,8 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     # section changes what FastMCP's app is built with: such a reload is refused.
     verifier = (GatewayVerifier(auth, current=lambda: ctx.options.auth)
                 if auth is not None else None)
-    ctx.reload_vetoes.append(lambda running, new: presence_refusal(running.auth, new.auth))
+    if auth_presence_veto not in ctx.reload_vetoes:
+        ctx.reload_vetoes.append(auth_presence_veto)
     allowed_hosts = list(settings.allowed_hosts) or None
     allowed_origins = with_public_origin(settings.allowed_origins, settings.public_url) or None
     mcp_path = settings.path if transport == "http" else "/sse"

@@ -64,6 +64,8 @@ from fast_mcp_gateway.telemetry.redaction import SECRETS
 if TYPE_CHECKING:  # loaded with the first gateway.auth.jwt (joserfc's JWT and JWE)
     from fastmcp.server.auth.providers.jwt import JWTVerifier
 
+    from fast_mcp_gateway.config.schema import GatewayOptions
+
 JWT_CACHE_SECONDS = 60.0  # a key dropped from the JWKS stops a cached JWT within this
 JWT_CACHE_SIZE = 4096
 REMOVED_TOKENS = 1024  # digests of static tokens reloads removed, remembered for the 401's words
@@ -81,6 +83,15 @@ def presence_refusal(running: AuthConfig | None, new: AuthConfig | None) -> str 
                 "without authentication (on loopback), as it started; restart it to "
                 "require tokens, or take the section out")
     return None
+
+
+def auth_presence_veto(running: GatewayOptions, new: GatewayOptions) -> str | None:
+    """``presence_refusal`` as a reload veto (``AdminContext.reload_vetoes``): one
+    function, so that an app built again on the same gateway (``http_app()`` per
+    ``run_async``) does not add it again."""
+    return presence_refusal(running.auth, new.auth)
+
+
 MAX_SUBJECT = 255  # characters of a JWT's subject (OpenID Connect Core 1.0, 2: 'sub')
 
 _KIND_CLAIM = KIND_CLAIM

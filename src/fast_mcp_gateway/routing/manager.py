@@ -69,8 +69,12 @@ class UpstreamManager:
         startup_concurrency: int | None = None,
         transport_factory: TransportFactory = default_transport,
         restart: RestartPolicy = DEFAULT_RESTART,
+        redact_keys: Iterable[str] | None = None,
     ) -> None:
         self.config = config
+        # What a call's arguments echoed in an upstream's error are masked under: the
+        # setting its call records use (None: the defaults).
+        self._redact_keys = None if redact_keys is None else tuple(redact_keys)
         self._connect_timeout = config.options.timeouts.connect or connect_timeout
         self._call_timeout = config.options.timeouts.call or call_timeout
         self._transport_factory = transport_factory
@@ -116,7 +120,7 @@ class UpstreamManager:
                 weight=weight,
                 sole_host=self.sole_host,
                 default_protocol=self.config.options.protocol,
-                era_memory=eras,
+                era_memory=eras, redact_keys=self._redact_keys,
             )
             for index, (replica_config, weight) in enumerate(replicas)
         ])
@@ -137,7 +141,8 @@ class UpstreamManager:
                         startup_limiter=self._limiter, label=label, lineage=self.lineage,
                         default_protocol=self.config.options.protocol,
                         # The calls run here, so here is where a need is learned.
-                        era_memory=self.eras.bind(config), declares=declares)
+                        era_memory=self.eras.bind(config), declares=declares,
+                        redact_keys=self._redact_keys)
 
     def _spawn(self, run: Callable[[], Any], name: str) -> None:
         """Start ``run`` in the manager's task group, outside the current request: a

@@ -5,7 +5,8 @@ record but not in an upstream's error echoing the call's input back to the host
 (``mask_echo`` used the default keys), and the DEBUG log's masking of a logged
 structure used the config's ``CREDENTIAL_KEY`` instead of the records' keys: it
 showed the added key's value, masked ``key`` and ``session_id`` (which records show),
-and did not walk a tuple.  A real stdio upstream that quotes its input, and a real
+and did not walk a tuple; without a store, a tool's credential arguments were found
+under the default keys (``RECENT``).  A real stdio upstream that quotes its input, and a real
 ``mcp-gateway serve`` at DEBUG writing its log to a file.
 """
 
@@ -27,7 +28,7 @@ from fastmcp import Client
 
 from fast_mcp_gateway.config.settings import DEFAULT_REDACT_KEYS
 from fast_mcp_gateway.telemetry.log_filter import install_log_filter
-from tests.fixtures import SERVERS, make_gateway, stdio_entry
+from tests.fixtures import SERVERS, make_gateway, stdio_entry, until
 from tests.test_rest_cli import REPO, _free_port, _wait_for_api
 
 KEYS = [*DEFAULT_REDACT_KEYS, "ssn"]
@@ -51,6 +52,29 @@ async def test_an_echo_is_masked_under_the_configured_keys_on_the_full_path() ->
     assert refused.is_error and "'mode': 'fast'" in shown and "'ssn': '***'" in shown
     assert ssn not in shown and nested not in shown, shown
     assert str(prompt.value).endswith("no record under *** for grace"), prompt.value
+
+
+@pytest.mark.anyio
+async def test_without_a_store_a_crashing_servers_echo_is_masked_under_the_added_key(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A tool whose schema names an added key (``ssn``): its value is masked from the
+    call's start (``RECENT``) with no store too, where the defaults were used."""
+    ssn = f"ssn-{secrets.token_hex(8)}"
+    gateway = make_gateway({"ei": stdio_entry("echoing_input.py")}, redact_keys=KEYS)
+    caplog.set_level(logging.INFO)
+    async with Client(gateway.server) as client:
+        failed = await client.call_tool("ei_enroll", {"user": "ada", "ssn": ssn},
+                                        raise_on_error=False)
+        replica = gateway.manager.get("ei").replicas[0]
+
+        def detail() -> str:
+            return json.dumps([replica.stderr.tail(50), replica.last_error], default=str)
+
+        await until(lambda: "fatal: enroll failed" in detail())
+        shown = detail()
+    assert failed.is_error and ssn not in _texts(failed)
+    assert ssn not in shown and "ada:***" in shown, shown
+    assert ssn not in caplog.text
 
 
 async def _drive(port: int, ssn: str, key: str, session: str) -> list[str]:

@@ -15,7 +15,7 @@ from fastmcp import Client
 
 from fast_mcp_gateway.alerts import WebhookSink
 from fast_mcp_gateway.config.alerts import WebhookConfig
-from fast_mcp_gateway.telemetry.redaction import SecretLogFilter
+from fast_mcp_gateway.telemetry.log_filter import SecretLogFilter
 from tests.alerting import alert_gateway, states, switch_server, webhook_receiver
 from tests.fixtures import memory_entry
 

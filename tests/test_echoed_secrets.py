@@ -24,7 +24,8 @@ from fastmcp.exceptions import ToolError
 from fast_mcp_gateway import parse_config
 from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.telemetry.arguments import mask_argument_values
-from fast_mcp_gateway.telemetry.redaction import SecretLogFilter, mask_text
+from fast_mcp_gateway.telemetry.log_filter import SecretLogFilter
+from fast_mcp_gateway.telemetry.redaction import mask_text
 from tests.fixtures import make_gateway, memory_entry
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from fast_mcp_gateway.cli.log_format import JsonLines
-from fast_mcp_gateway.telemetry.redaction import SecretLogFilter
+from fast_mcp_gateway.telemetry.log_filter import SecretLogFilter
 from tests.fixtures import PY, SERVERS
 from tests.stdio_gateway import CLI, REPO, stdio_gateway
 

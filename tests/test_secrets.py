@@ -30,10 +30,10 @@ from fastmcp import Client
 
 from fast_mcp_gateway import parse_config
 from fast_mcp_gateway.telemetry.arguments import redact_arguments
+from fast_mcp_gateway.telemetry.log_filter import SecretLogFilter
 from fast_mcp_gateway.telemetry.redaction import (
     MASK,
     SECRETS,
-    SecretLogFilter,
     mask_text,
     url_credentials,
 )

@@ -18,7 +18,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from fast_mcp_gateway.telemetry.arguments import redact_arguments
-from fast_mcp_gateway.telemetry.redaction import SecretLogFilter, mask_text, mask_tokens
+from fast_mcp_gateway.telemetry.log_filter import SecretLogFilter
+from fast_mcp_gateway.telemetry.redaction import mask_text, mask_tokens
 
 ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 

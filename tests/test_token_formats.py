@@ -25,7 +25,8 @@ from fastmcp import Client, FastMCP
 from fastmcp.exceptions import ToolError
 
 from fast_mcp_gateway.telemetry.arguments import redact_arguments
-from fast_mcp_gateway.telemetry.redaction import SecretLogFilter, mask_text
+from fast_mcp_gateway.telemetry.log_filter import SecretLogFilter
+from fast_mcp_gateway.telemetry.redaction import mask_text
 from fast_mcp_gateway.upstream.model import StderrTail
 from tests.fixtures import make_gateway, memory_entry
 

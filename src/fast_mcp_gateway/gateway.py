@@ -111,11 +111,11 @@ class Gateway:
         answer_first: bool = False,
         early: EarlyAnswer | None = None,
     ) -> None:
-        self.settings = library_settings(config, settings)
+        s = self.settings = library_settings(config, settings)
         self.manager = UpstreamManager(
-            config, connect_timeout=self.settings.connect_timeout,
-            call_timeout=self.settings.call_timeout, transport_factory=transport_factory,
-            startup_concurrency=self.settings.startup_concurrency, restart=restart)
+            config, connect_timeout=s.connect_timeout, call_timeout=s.call_timeout,
+            transport_factory=transport_factory, startup_concurrency=s.startup_concurrency,
+            restart=restart, redact_keys=s.redact_keys)
         self.hub = FrontHub()
         # A host that lists the catalog is a host to tell when it changes.
         self.provider = GatewayProvider(self.manager, on_listed=lambda: track_current_host(

@@ -27,7 +27,7 @@ from fast_mcp_gateway.config.loader import load_config
 from fast_mcp_gateway.config.schema import GatewayConfig
 from fast_mcp_gateway.config.settings import GatewaySettings, default_db_path, settings_problem
 from fast_mcp_gateway.errors import ConfigError
-from fast_mcp_gateway.telemetry.redaction import OneLineErrors, install_log_filter
+from fast_mcp_gateway.telemetry.log_filter import OneLineErrors, install_log_filter
 
 DEFAULT_CONFIG = Path("servers.yaml")
 
@@ -208,7 +208,8 @@ def _settings(args: argparse.Namespace) -> GatewaySettings:
     return settings
 
 
-def _configure_logging(level: str, form: str = "text", instance: str | None = None) -> None:
+def _configure_logging(settings: GatewaySettings) -> None:
+    level, form = settings.log_level, settings.log_format
     logging.basicConfig(
         stream=sys.stderr, level=getattr(logging, level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -217,9 +218,9 @@ def _configure_logging(level: str, form: str = "text", instance: str | None = No
         from fast_mcp_gateway.cli.log_format import JsonLines
 
         for handler in logging.getLogger().handlers:
-            handler.setFormatter(JsonLines(instance))
-    # Every record, the HTTP client's too (httpx logs request URLs), passes the masking.
-    install_log_filter()
+            handler.setFormatter(JsonLines(settings.instance_id))
+    # Every record (httpx's: request URLs) passes the masking, under the records' keys.
+    install_log_filter(keys=settings.redact_keys)
     # aiosqlite logs every statement with its parameters at DEBUG: half of a debug log,
     # and each call record's arguments and error (the store's business) in the log.
     logging.getLogger("aiosqlite").setLevel(logging.INFO)
@@ -334,7 +335,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"mcp-gateway: {settings_problem(exc, _flags(args))}", file=sys.stderr)
         return 2
     try:
-        _configure_logging(settings.log_level, settings.log_format, settings.instance_id)
+        _configure_logging(settings)
         config = _load(settings, args.command, defaulted=args.config is None
                        and not os.environ.get("MCP_GATEWAY_CONFIG"))
         if settings.profile is not None:

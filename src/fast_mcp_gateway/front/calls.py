@@ -57,7 +57,6 @@ from fastmcp.server.dependencies import get_context
 from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway.config.names import shown_name
-from fast_mcp_gateway.config.settings import DEFAULT_REDACT_KEYS
 from fast_mcp_gateway.errors import UpstreamError
 from fast_mcp_gateway.front.asks import bridge_asks, send_asking
 from fast_mcp_gateway.front.mrtr import Parking
@@ -454,8 +453,9 @@ class CallPipeline:
         if self.curator is not None and (reason := await self.curator(call)) is not None:
             raise CallRefused(reason)
         if call.kind == "tool" and call.arguments:
+            # (without a store: the setting still, as the manager has it)
             keys = self.recorder.redact_keys if self.recorder is not None \
-                else DEFAULT_REDACT_KEYS
+                else self.manager.redact_keys
             if self._names_credentials(call.exposed, keys):
                 # Masked from now on wherever the upstream may echo them first (its
                 # stderr as it crashes, last_error), not only in this call's error.

@@ -43,6 +43,7 @@ from pydantic import BaseModel
 from fast_mcp_gateway import errors
 from fast_mcp_gateway.config.settings import MAX_INSTANCE_ID
 from fast_mcp_gateway.errors import UpstreamError
+from fast_mcp_gateway.telemetry.redaction import mask_text
 from fast_mcp_gateway.upstream.relay import FrontCall
 
 if TYPE_CHECKING:
@@ -106,7 +107,9 @@ class Crossing:
                     owner: tuple[str, str, str], what: str, server: str, answers: Any) -> Any:
         """Hand a round to ``holder``; the call's next outcome (raised if an error)."""
         key, codec = secrets.token_urlsafe(18), _codec(token)
-        payload = json.dumps({"call": _digest(token), "what": what, "server": server,
+        # In the clear (the holder names it when it cannot open the rest): masked, as
+        # a record's is (a URI read names what the host sent: data://items/ghp_...).
+        payload = json.dumps({"call": _digest(token), "what": mask_text(what), "server": server,
                               "sealed": codec.seal(json.dumps({
                                   "owner": list(owner), "answers": _jsonable(answers)
                               }).encode())})

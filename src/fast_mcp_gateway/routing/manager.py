@@ -20,7 +20,7 @@ import anyio
 import mcp_types as types
 
 from fast_mcp_gateway.config.schema import GatewayConfig, ServerConfig
-from fast_mcp_gateway.config.settings import startup_limit
+from fast_mcp_gateway.config.settings import DEFAULT_REDACT_KEYS, startup_limit
 from fast_mcp_gateway.errors import AdminError, UnknownServer
 from fast_mcp_gateway.routing.bindings import NameBook
 from fast_mcp_gateway.routing.build import EXPOSED_STATES, BuildLog, build_view
@@ -69,8 +69,12 @@ class UpstreamManager:
         startup_concurrency: int | None = None,
         transport_factory: TransportFactory = default_transport,
         restart: RestartPolicy = DEFAULT_RESTART,
+        redact_keys: Iterable[str] | None = None,
     ) -> None:
         self.config = config
+        # What a call's credential arguments are found under (its error's echo, RECENT):
+        # the setting its call records use, with a store or without.
+        self.redact_keys = DEFAULT_REDACT_KEYS if redact_keys is None else tuple(redact_keys)
         self._connect_timeout = config.options.timeouts.connect or connect_timeout
         self._call_timeout = config.options.timeouts.call or call_timeout
         self._transport_factory = transport_factory
@@ -116,7 +120,7 @@ class UpstreamManager:
                 weight=weight,
                 sole_host=self.sole_host,
                 default_protocol=self.config.options.protocol,
-                era_memory=eras,
+                era_memory=eras, redact_keys=self.redact_keys,
             )
             for index, (replica_config, weight) in enumerate(replicas)
         ])
@@ -137,7 +141,8 @@ class UpstreamManager:
                         startup_limiter=self._limiter, label=label, lineage=self.lineage,
                         default_protocol=self.config.options.protocol,
                         # The calls run here, so here is where a need is learned.
-                        era_memory=self.eras.bind(config), declares=declares)
+                        era_memory=self.eras.bind(config), declares=declares,
+                        redact_keys=self.redact_keys)
 
     def _spawn(self, run: Callable[[], Any], name: str) -> None:
         """Start ``run`` in the manager's task group, outside the current request: a

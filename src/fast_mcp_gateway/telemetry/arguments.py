@@ -32,7 +32,7 @@ _AUTH = r"auth(?!or(?!iz))"
 
 
 @functools.lru_cache(maxsize=8)
-def _credential_key(keys: tuple[str, ...]) -> Callable[[str], bool]:
+def credential_key(keys: tuple[str, ...]) -> Callable[[str], bool]:
     """Whether a (lower-cased) key contains one of ``keys``: one compiled alternation
     (a generator over the keys per argument cost ~1 us a key); results are remembered
     per key name (argument names repeat call after call; at most 4,096 kept, and only
@@ -60,7 +60,7 @@ def redact_arguments(arguments: Any, keys: Iterable[str] = DEFAULT_REDACT_KEYS,
     """A copy of ``arguments`` with the values under credential-like keys masked, and
     known secrets and well-known token formats masked in every string, keys included
     (a token sent as an argument's name: ``{"mgw_...": 1}`` was recorded whole)."""
-    credential = _credential_key(keys if isinstance(keys, tuple) else tuple(keys))
+    credential = credential_key(keys if isinstance(keys, tuple) else tuple(keys))
 
     def walk(value: Any) -> Any:
         if isinstance(value, dict):
@@ -168,19 +168,21 @@ def mask_argument_values(text: str, arguments: Any,
     return text
 
 
-def mask_echo(text: str, arguments: Any) -> str:
+def mask_echo(text: str, arguments: Any, keys: Iterable[str] = DEFAULT_REDACT_KEYS) -> str:
     """An upstream's ``isError`` text as its host gets it: ``mask_text``, then the call's
-    own credential-like argument values (``mask_argument_values``, the default keys).
-    A tool that echoes its input (``f"bad options {options!r}"``) showed a password
-    nested in an object to the host and, through it, to the model's transcript."""
-    return mask_argument_values(mask_text(text), arguments)
+    own credential-like argument values (``mask_argument_values`` under ``keys``: the
+    gateway's ``redact_keys``, as its record masks them).  A tool that echoes its input
+    (``f"bad options {options!r}"``) showed a password nested in an object to the host
+    and, through it, to the model's transcript; one under a key the operator added
+    (``ssn``) was masked in the record and echoed to the host whole (secrets26)."""
+    return mask_argument_values(mask_text(text), arguments, keys)
 
 
 def credential_values(arguments: Any, keys: Iterable[str] = DEFAULT_REDACT_KEYS) -> set[str]:
     """The values under ``arguments``' credential-like keys (at any depth), each as
     written, as Python's ``repr`` writes it and as JSON does (``written_forms``): what
     an echo shows."""
-    credential = _credential_key(keys if isinstance(keys, tuple) else tuple(keys))
+    credential = credential_key(keys if isinstance(keys, tuple) else tuple(keys))
     found: set[str] = set()
 
     def collect(value: Any) -> None:
@@ -209,7 +211,7 @@ def credential_values(arguments: Any, keys: Iterable[str] = DEFAULT_REDACT_KEYS)
 def names_credentials(schema: Any, keys: Iterable[str] = DEFAULT_REDACT_KEYS) -> bool:
     """Whether a JSON schema declares a property with a credential-like name anywhere
     (nested objects, array items, ``$defs``...)."""
-    credential = _credential_key(keys if isinstance(keys, tuple) else tuple(keys))
+    credential = credential_key(keys if isinstance(keys, tuple) else tuple(keys))
 
     def walk(node: Any, depth: int = 0) -> bool:
         if depth > 32:  # a schema is the upstream's: no recursion without end

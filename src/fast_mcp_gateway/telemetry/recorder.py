@@ -276,6 +276,14 @@ class Recorder(BatchWriter[Invocation]):
             masked = cut(mask_text(invocation.error), MAX_ERROR)
             if masked != invocation.error:
                 invocation = dataclasses.replace(invocation, error=masked)
+        if invocation.kind == "resource" or invocation.status == "rejected":
+            # The host's words: a URI it read (a template's parameters are its arguments:
+            # data://items/ghp_..., ?api_key=...) or a name it made up.  Stored whole, they
+            # were shown beside their own error masked (secrets26).
+            exposed, original = mask_text(invocation.exposed), mask_text(invocation.original)
+            if exposed != invocation.exposed or original != invocation.original:
+                invocation = dataclasses.replace(invocation, exposed=exposed,
+                                                 original=original)
         if ("\x00" in invocation.exposed or "\x00" in invocation.client
                 or "\x00" in invocation.original
                 or (invocation.error is not None and "\x00" in invocation.error)):

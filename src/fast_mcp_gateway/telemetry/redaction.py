@@ -13,17 +13,15 @@ private-key PEM block: ``mask_tokens``).
 never logged); ``mask_text`` masks its values, token formats and URL credentials in any
 text.  It is
 applied where a text is *built* (an error, a stderr line, a record, an output row), not
-per log call of traffic; ``SecretLogFilter`` is the last line for log records.
+per log call of traffic; ``log_filter.SecretLogFilter`` is the last line for log records.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import re
 import threading
 from collections.abc import Collection, Iterable, Sequence
-from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from fast_mcp_gateway.telemetry.value_index import GRAM, ValueIndex
@@ -427,73 +425,3 @@ def escape_controls(text: str) -> str:
     for text an upstream chose (names, error messages, stderr lines) on its way to a
     terminal, where an escape sequence would act rather than show."""
     return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
-class SecretLogFilter(logging.Filter):
-    """Masks known secrets and URL credentials in every record a handler emits (its
-    message, arguments and traceback), and escapes the control characters of its message
-    (``escape_controls``: a tool name or an error an upstream chose reaches this log).
-    Install it on the *handler*: records below the level are never formatted, so quiet
-    traffic costs nothing."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if isinstance(args, tuple) and any(isinstance(a, dict | list) for a in args):
-            record.args = tuple(masked_structure(a) for a in args)
-        elif isinstance(args, dict):
-            record.args = masked_structure(args)
-        try:
-            message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a bad format is logging's to report, not ours
-            return True
-        masked = escape_controls(mask_text(message))
-        if masked is not message and masked != message:
-            record.msg, record.args = masked, None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = mask_text(record.exc_text)
-        if record.stack_info:
-            record.stack_info = mask_text(record.stack_info)
-        return True
-
-
-def masked_structure(value: Any, depth: int = 0) -> Any:
-    """A log call's dict or list argument with the values under ``CREDENTIAL_KEY``s and
-    a command line's credential arguments masked, at any depth: FastMCP logs each tool
-    call's arguments at DEBUG ("Handler called: call_tool %s with %s")."""
-    if depth > 64:  # the host chose the nesting
-        return MASK
-    if isinstance(value, dict):
-        return {k: MASK if isinstance(k, str) and v not in (None, "")
-                and CREDENTIAL_KEY.search(k) else masked_structure(v, depth + 1)
-                for k, v in value.items()}
-    if isinstance(value, list):
-        words = [v for v in value if isinstance(v, str)]
-        found = credential_args(words) if words else []
-        return [mask_secrets(v, found) if isinstance(v, str) and found
-                else masked_structure(v, depth + 1) for v in value]
-    return value
-
-
-def install_log_filter(logger: logging.Logger | None = None) -> SecretLogFilter:
-    """Add a ``SecretLogFilter`` to every handler of ``logger`` (default: the root)."""
-    target = logger or logging.getLogger()
-    log_filter = SecretLogFilter()
-    for handler in target.handlers:
-        if not any(isinstance(f, SecretLogFilter) for f in handler.filters):
-            handler.addFilter(log_filter)
-    return log_filter
-
-
-class OneLineErrors(logging.Filter):
-    """Folds a record's traceback into one line: ``message (ExceptionType: text)``.  For
-    a library logger whose failures the gateway already reports in its own words (asyncpg's
-    pool retries a lost database with a traceback each time, every 1 to 60 s)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and record.exc_info[1] is not None:
-            exc = record.exc_info[1]
-            record.msg = f"{record.getMessage()} ({type(exc).__name__}: {exc})"
-            record.args, record.exc_info, record.exc_text = None, None, None
-        return True

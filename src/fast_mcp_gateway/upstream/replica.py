@@ -145,15 +145,14 @@ class Upstream:
         restart: RestartPolicy | None = None,
         rng: random.Random | None = None,
         startup_limiter: anyio.CapacityLimiter | None = None,
-        replica: int = 0,
-        replicas: int = 1,
-        weight: int = 1,
+        replica: int = 0, replicas: int = 1, weight: int = 1,
         clock: Callable[[], float] = time.monotonic,
         sole_host: OutsideCalls | None = None,
         label: str | None = None,
         default_protocol: ProtocolMode = "auto",
         era_memory: EraMemory | None = None,
         declares: dict[str, Any] | None = None, lineage: Lineage | None = None,
+        redact_keys: tuple[str, ...] | None = None,  # None: the defaults
     ) -> None:
         self.config = config
         self.name = config.name
@@ -180,7 +179,8 @@ class Upstream:
             limiter=startup_limiter, era=Era(config.protocol or default_protocol, era_memory),
             lineage=lineage)
         self._requests = Requests(self._sup, self._stats, self.inflight, self.call_timeout,
-                                  self._changed.notify, self.max_total, self._changed)
+                                  self._changed.notify, self.max_total, self._changed,
+                                  redact_keys)
         self._era_switch = EraSwitch(self._sup, self._stats, self._changed,
                                      self._notify_change, self.call_timeout)
         self._changes = ChangeTracker(

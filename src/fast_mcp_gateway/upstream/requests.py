@@ -41,6 +41,7 @@ from fast_mcp_gateway._compat import (
     send_raw_request,
     stamp_request,
 )
+from fast_mcp_gateway.config.settings import DEFAULT_REDACT_KEYS
 from fast_mcp_gateway.errors import UpstreamRequestFailed, UpstreamTimeout, UpstreamUnavailable
 from fast_mcp_gateway.policies import BreakerState
 from fast_mcp_gateway.telemetry.arguments import mask_echo
@@ -50,7 +51,7 @@ from fast_mcp_gateway.upstream.failures import process_end, timed_out
 from fast_mcp_gateway.upstream.lifting import text_of
 from fast_mcp_gateway.upstream.model import Catalog, UpstreamState, describe_error
 from fast_mcp_gateway.upstream.relay import CURRENT_CALL, STDIO_HOST, FrontCall, InFlight
-from fast_mcp_gateway.upstream.session import TRANSPORT_ERRORS, connection_lost
+from fast_mcp_gateway.upstream.session import TRANSPORT_ERRORS, add_extensions, connection_lost
 from fast_mcp_gateway.upstream.signals import ChangeSignal
 from fast_mcp_gateway.upstream.stats import ReplicaAccounting
 from fast_mcp_gateway.upstream.stdio_tap import RawTap
@@ -82,7 +83,10 @@ class Requests:
                  inflight: InFlight, call_timeout: float,
                  on_idle: Callable[[], None] | None = None,
                  max_total: float | None = None,
-                 changed: ChangeSignal | None = None) -> None:
+                 changed: ChangeSignal | None = None,
+                 redact_keys: tuple[str, ...] | None = None) -> None:
+        # An echo of a call's arguments is masked as its record is (None: the defaults).
+        self.redact_keys = DEFAULT_REDACT_KEYS if redact_keys is None else redact_keys
         self._changed = changed or ChangeSignal()  # told of the supervisor's changes
         self._sup = supervisor
         self._stats = accounting
@@ -102,7 +106,8 @@ class Requests:
         message) propagate unchanged, so the host sees what the upstream said.  A host's
         request (with a ``front``) is ``watched`` for stalls unless told otherwise.  One
         refused for a session the server forgot goes again on the next session (the
-        module docstring).  Its message is masked (``mask_echo``) with ``arguments``.
+        module docstring).  Its message is masked (``mask_echo``) with ``arguments``
+        under ``redact_keys`` (the gateway's ``redact_keys`` setting, as call records).
         """
         begun = time.monotonic()  # (anyio's clock looks the loop up: a getpid on 3.11)
         try:
@@ -231,7 +236,8 @@ class Requests:
                 # Its text goes to the host, the call record and the logs: mask secrets
                 # the upstream echoed, and the call's credential arguments (a prompt's
                 # "token X is not valid" reached the host whole: review24; error path).
-                exc.error.message = mask_echo(exc.error.message, arguments)
+                exc.error.message = mask_echo(exc.error.message, arguments,
+                                              self.redact_keys)
                 raise
             except ValidationError as exc:  # an answer the SDK could not read: not the
                 # host's arguments (FastMCP would answer -32602 for it), the server's fault
@@ -314,7 +320,7 @@ class Requests:
         if isinstance(result, types.CallToolResult) and result.is_error:
             for block in result.content:
                 if isinstance(block, types.TextContent):
-                    block.text = mask_echo(block.text, arguments)
+                    block.text = mask_echo(block.text, arguments, self.redact_keys)
         return result
 
     async def call_tool_raw(
@@ -337,7 +343,8 @@ class Requests:
                 if isinstance(block, dict) and isinstance(block.get("text"), str):
                     # A lifted text (upstream/lifting.py) decoded first: masked as its
                     # token, it reached the host as the token.
-                    block["text"] = mask_echo(text_of(block["text"]), params.get("arguments"))
+                    block["text"] = mask_echo(text_of(block["text"]), params.get("arguments"),
+                                              self.redact_keys)
         return result
 
     async def request_raw(
@@ -367,7 +374,7 @@ class Requests:
             opts: CallOptions = {"timeout": budget}
             stamp_request(session, data, opts)
             if asked is not None:
-                _add_extensions(data["params"]["_meta"], asked)
+                add_extensions(data["params"]["_meta"], asked)
             tap = self._sup.tap
             # stdio: beside the session, on the same pipe; HTTP: the tap sends what was
             # just stamped (headers included: a second stamp would make them again).
@@ -489,12 +496,3 @@ def _host_key(front: FrontCall) -> int:
     except TypeError:
         return id(host)
 
-
-def _add_extensions(meta: dict[str, Any], asked: Any) -> None:
-    """Merge the extensions of ``asked`` (client capabilities) into the stamped ones."""
-    stamped = meta.get(types.CLIENT_CAPABILITIES_META_KEY)
-    if not isinstance(asked, dict) or not isinstance(asked.get("extensions"), dict) \
-            or not isinstance(stamped, dict):
-        return  # nothing asked, or a handshake-era session (no per-request capabilities)
-    meta[types.CLIENT_CAPABILITIES_META_KEY] = {
-        **stamped, "extensions": {**(stamped.get("extensions") or {}), **asked["extensions"]}}

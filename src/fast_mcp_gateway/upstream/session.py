@@ -384,3 +384,13 @@ async def paginate(fetch: Callable[..., Awaitable[Any]], attr: str,
     if hints is not None and hinted and hint is not None:
         hints[method] = hint
     return items
+
+
+def add_extensions(meta: dict[str, Any], asked: Any) -> None:
+    """Merge the extensions of ``asked`` (client capabilities) into the stamped ones."""
+    stamped = meta.get(types.CLIENT_CAPABILITIES_META_KEY)
+    if not isinstance(asked, dict) or not isinstance(asked.get("extensions"), dict) \
+            or not isinstance(stamped, dict):
+        return  # nothing asked, or a handshake-era session (no per-request capabilities)
+    meta[types.CLIENT_CAPABILITIES_META_KEY] = {
+        **stamped, "extensions": {**(stamped.get("extensions") or {}), **asked["extensions"]}}

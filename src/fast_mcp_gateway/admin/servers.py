@@ -53,6 +53,7 @@ from fast_mcp_gateway.config.registrations import (
     TOMBSTONE,
     check_namespace,
     export_servers,
+    not_carried,
     parse_server,
 )
 from fast_mcp_gateway.config.schema import (
@@ -421,11 +422,13 @@ async def remove_server(ctx: AdminContext, actor: Actor, name: str) -> ChangeRep
 
 
 def export(ctx: AdminContext, fmt: Literal["yaml", "claude"] = "yaml",
-           only: Collection[str] | None = None) -> str:
+           only: Collection[str] | None = None) -> tuple[str, dict[str, list[str]]]:
     """The running servers as servers.yaml or Claude-Desktop JSON, secrets as ***;
-    ``only`` these (an admin token restricted to some servers exports its own)."""
-    return export_servers({name: config for name, config in _running_configs(ctx).items()
-                           if only is None or name in only}, fmt)
+    ``only`` these (an admin token restricted to some servers exports its own); and,
+    for Claude's, the keys of each server it does not carry (``not_carried``)."""
+    chosen = {name: config for name, config in _running_configs(ctx).items()
+              if only is None or name in only}
+    return export_servers(chosen, fmt), not_carried(chosen) if fmt == "claude" else {}
 
 
 async def import_servers(ctx: AdminContext, actor: Actor, content: str,

@@ -112,6 +112,12 @@ class RevokedStreams:
             watched.standing = standing
         self._proved.notify()
 
+    @property
+    def open(self) -> bool:
+        """Whether a stream is watched now (else a session's request has nothing to
+        prove)."""
+        return bool(self._streams)
+
     def watches(self, key: str | None) -> bool:
         return key is not None and key in self._streams
 
@@ -174,8 +180,8 @@ class _Watching:
         self.app, self.streams, self.sse = app, streams, sse
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
+        if scope["type"] != "http" or (scope["method"] != "GET" and not self.streams.open):
+            await self.app(scope, receive, send)   # no stream open: nothing to note
             return
         if stream_kind(scope, sse=self.sse) in ("session", "sse"):
             await self._stream(scope, receive, send)

@@ -376,7 +376,9 @@ async def export(ctx: AdminContext, format: Literal["yaml", "claude"] = "yaml") 
     (credentials and ${VAR} values are shown as ***); a second text block names the
     settings the Claude file does not carry."""
     caller = CALLER.get()
-    text, dropped = servers.export(ctx, format, caller.servers if caller else None)
+    only = caller.servers if caller else None
+    text = servers.export(ctx, format, only)
+    dropped = servers.not_exported(ctx, only) if format == "claude" else {}
     if not dropped:
         return text
     from fastmcp.tools import ToolResult  # the JSON stays the result; a warning beside it

@@ -422,13 +422,21 @@ async def remove_server(ctx: AdminContext, actor: Actor, name: str) -> ChangeRep
 
 
 def export(ctx: AdminContext, fmt: Literal["yaml", "claude"] = "yaml",
-           only: Collection[str] | None = None) -> tuple[str, dict[str, list[str]]]:
+           only: Collection[str] | None = None) -> str:
     """The running servers as servers.yaml or Claude-Desktop JSON, secrets as ***;
-    ``only`` these (an admin token restricted to some servers exports its own); and,
-    for Claude's, the keys of each server it does not carry (``not_carried``)."""
-    chosen = {name: config for name, config in _running_configs(ctx).items()
-              if only is None or name in only}
-    return export_servers(chosen, fmt), not_carried(chosen) if fmt == "claude" else {}
+    ``only`` these (an admin token restricted to some servers exports its own)."""
+    return export_servers(_exported(ctx, only), fmt)
+
+
+def not_exported(ctx: AdminContext, only: Collection[str] | None = None
+                 ) -> dict[str, list[str]]:
+    """The keys of each server ``export(ctx, "claude", only)`` does not carry."""
+    return not_carried(_exported(ctx, only))
+
+
+def _exported(ctx: AdminContext, only: Collection[str] | None) -> dict[str, ServerConfig]:
+    return {name: config for name, config in _running_configs(ctx).items()
+            if only is None or name in only}
 
 
 async def import_servers(ctx: AdminContext, actor: Actor, content: str,

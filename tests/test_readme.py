@@ -129,3 +129,17 @@ def test_every_http_error_code_is_in_the_readme() -> None:
     for code, status in answered.items():
         if status.isdigit():
             assert f"`{code}` {status}" in codes, (code, status)
+
+
+def test_every_npx_command_in_the_readme_runs_without_asking() -> None:
+    """On a machine without the package, ``npx <package>`` asks "Need to install the
+    following packages ... Ok to proceed? (y)" and waits: a command copied from the
+    README stopped there (or, without a terminal, failed).  ``-y`` installs it as
+    asked."""
+    text = doc.README.read_text(encoding="utf-8")
+    blocks = re.findall(r"```(?:bash|sh|shell|console)\n(.*?)```", text, re.S)
+    commands = [line.strip() for block in blocks for line in block.splitlines()
+                if line.strip().startswith("npx ")]
+    assert commands, "the README's npx commands are not found any more"
+    asking = [c for c in commands if c.split()[1] not in ("-y", "--yes")]
+    assert asking == [], "these npx commands ask before installing: add -y"

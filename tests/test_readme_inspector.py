@@ -48,8 +48,8 @@ def _readme_command() -> list[str]:
     (block,) = [b for b in re.findall(r"```bash\n(.*?)```", text, re.S)
                 if "inspector --cli" in b and "--header" in b]
     words = shlex.split(block.replace("\\\n", " "), comments=True)
-    assert words[:3] == ["npx", "@modelcontextprotocol/inspector", "--cli"], words
-    return words[2:]
+    assert words[:4] == ["npx", "-y", "@modelcontextprotocol/inspector", "--cli"], words
+    return words[3:]
 
 
 def _wait_until_up(url: str, proc: subprocess.Popen[str]) -> None:

@@ -27,6 +27,7 @@ from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.routing.view import CatalogView
 from fast_mcp_gateway.store import Store
 from fast_mcp_gateway.telemetry.recorder import Recorder
+from fast_mcp_gateway.upstream.signals import ChangeSignal
 
 T = TypeVar("T")
 
@@ -119,6 +120,11 @@ class AdminContext(Protocol):
     def reload_vetoes(self) -> list[Callable[[GatewayOptions, GatewayOptions], str | None]]:
         """Asked ``(running, new)`` options before a config reload applies anything: a
         text refuses the whole reload with it (the running config is kept)."""
+        ...
+
+    @property
+    def reloads(self) -> ChangeSignal:
+        """Notified after every reload attempt of the config file."""
         ...
 
     @property

@@ -28,7 +28,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from fast_mcp_gateway.admin import instance_lease
+from fast_mcp_gateway.admin import applied, instance_lease
 from fast_mcp_gateway.admin.clashes import NamespaceClashes, runtime_servers
 from fast_mcp_gateway.admin.context import CONFIG_FILE, LIBRARY, Actor, require_store
 from fast_mcp_gateway.admin.health_log import HealthLog
@@ -97,6 +97,7 @@ class ControlPlane:
         # Asked (old, new) before: a text refuses the reload (``AdminContext``).
         self.reload_vetoes: list[Callable[[GatewayOptions, GatewayOptions], str | None]] = []
         self.last_reload: ChangeReport | None = None
+        self.applied = applied.AppliedReloads()  # the last reload that changed something
         # The file's (mtime, size) when last read: the watcher reloads only unread edits.
         self._read_stamp: tuple[int, int] | None = None
         # This gateway on the store: its instance lease's holder (``instance_lease``).
@@ -108,8 +109,7 @@ class ControlPlane:
         self.in_flight = InFlight(settings.stop_grace)  # what a stop waits for (in_flight.py)
         self._feed_cursor = 0
         self.remote_applied = ChangeSignal()  # notified after applying others' changes
-        # The change feed cannot reach the store (``mcp_gateway_store_up``: an idle
-        # gateway, which writes no call records, knows of an outage this way).
+        # The change feed cannot reach the store (an idle gateway knows of an outage so).
         self.store_lost = False
         self.outage = StoreOutage()  # says once when the store goes and when it is back
         self._reload_waits = False  # a watcher's reload waits for an unreachable store
@@ -412,6 +412,7 @@ class ControlPlane:
                 else configure_before_run(self.manager, desired))
             report.restart_needed = self._restart_needed(new.options)
             report.invalid = {name: entry.error for name, entry in new.invalid.items()}
+            report = self.applied.after(actor, report, old.options, new.options, self._read_stamp)
             await self._audit_reload(actor, str(path), report.model_dump_json(exclude={"error"}))
             return self._reloaded(report)
 

@@ -69,6 +69,7 @@ from fast_mcp_gateway.admin.scope import (
 from fast_mcp_gateway.admin.server_tools import ServerName
 from fast_mcp_gateway.admin.views import restricted_view
 from fast_mcp_gateway.config.names import NEW_NAME_CHARS
+from fast_mcp_gateway.config.registrations import not_carried_words
 from fast_mcp_gateway.config.schema import AdminKind, RoutePriority, RowId
 from fast_mcp_gateway.config.settings import MAX_INSTANCE_ID
 from fast_mcp_gateway.errors import GatewayError, UnknownServer
@@ -372,9 +373,22 @@ async def remove_server(ctx: AdminContext, name: NameArg) -> ChangeReport:
 @admin_tool("gateway_export_servers", READ_ONLY)
 async def export(ctx: AdminContext, format: Literal["yaml", "claude"] = "yaml") -> str:
     """The running servers as servers.yaml or as Claude-Desktop mcpServers JSON
-    (credentials and ${VAR} values are shown as ***)."""
+    (credentials and ${VAR} values are shown as ***); a second text block names the
+    settings the Claude file does not carry."""
     caller = CALLER.get()
-    return servers.export(ctx, format, caller.servers if caller else None)
+    only = caller.servers if caller else None
+    text = servers.export(ctx, format, only)
+    dropped = servers.not_exported(ctx, only) if format == "claude" else {}
+    if not dropped:
+        return text
+    from fastmcp.tools import ToolResult  # the JSON stays the result; a warning beside it
+
+    warning = f"warning: {not_carried_words(dropped)}"
+    # Passed through by FastMCP as is; ``str`` stays the declared output (its schema).
+    return typing.cast(str, ToolResult(
+        content=[types.TextContent(type="text", text=text),
+                 types.TextContent(type="text", text=warning)],
+        structured_content={"result": text}, meta={"not_carried": dropped}))
 
 
 @admin_tool("gateway_import_servers", IDEMPOTENT)

@@ -10,6 +10,12 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 
+class AppliedBefore(BaseModel):
+    by: str = Field(description="who applied it: 'the config file watcher', or an actor")
+    at: str = Field(description="when (ISO 8601, UTC)")
+    changes: list[str] = Field(description="what that reload changed, by name")
+
+
 class ChangeReport(BaseModel):
     added: list[str] = Field(default_factory=list)
     removed: list[str] = Field(default_factory=list)
@@ -39,6 +45,10 @@ class ChangeReport(BaseModel):
         "many (added again, it is checked against them, not trusted anew); "
         "gateway_forget_pins / DELETE /api/v1/pins/{name} / 'mcp-gateway pins forget' "
         "drops them")
+    already_applied: AppliedBefore | None = Field(
+        default=None,
+        description="this reload changed nothing because the file, as it reads now, was "
+        "applied already (by the config file watcher, say): who, when and what changed")
     error: str | None = None
 
     def summary(self) -> str:
@@ -58,7 +68,12 @@ class ChangeReport(BaseModel):
         # An invalid entry's server runs on as it was: said as invalid, not counted twice.
         same = [name for name in self.unchanged if name not in self.invalid]
         unchanged = f"{len(same)} server(s) unchanged"
-        return "; ".join([*parts, unchanged]) if parts else f"no change ({unchanged})"
+        if parts:
+            return "; ".join([*parts, unchanged])
+        if (before := self.already_applied) is not None:
+            return (f"no change now: the file as it reads now was applied already, by "
+                    f"{before.by} at {before.at} ({'; '.join(before.changes)}); {unchanged}")
+        return f"no change ({unchanged})"
 
     @property
     def troubled(self) -> bool:

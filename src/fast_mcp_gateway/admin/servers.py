@@ -53,6 +53,7 @@ from fast_mcp_gateway.config.registrations import (
     TOMBSTONE,
     check_namespace,
     export_servers,
+    not_carried,
     parse_server,
 )
 from fast_mcp_gateway.config.schema import (
@@ -424,8 +425,18 @@ def export(ctx: AdminContext, fmt: Literal["yaml", "claude"] = "yaml",
            only: Collection[str] | None = None) -> str:
     """The running servers as servers.yaml or Claude-Desktop JSON, secrets as ***;
     ``only`` these (an admin token restricted to some servers exports its own)."""
-    return export_servers({name: config for name, config in _running_configs(ctx).items()
-                           if only is None or name in only}, fmt)
+    return export_servers(_exported(ctx, only), fmt)
+
+
+def not_exported(ctx: AdminContext, only: Collection[str] | None = None
+                 ) -> dict[str, list[str]]:
+    """The keys of each server ``export(ctx, "claude", only)`` does not carry."""
+    return not_carried(_exported(ctx, only))
+
+
+def _exported(ctx: AdminContext, only: Collection[str] | None) -> dict[str, ServerConfig]:
+    return {name: config for name, config in _running_configs(ctx).items()
+            if only is None or name in only}
 
 
 async def import_servers(ctx: AdminContext, actor: Actor, content: str,

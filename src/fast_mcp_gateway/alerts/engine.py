@@ -45,6 +45,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -59,6 +60,7 @@ from fast_mcp_gateway.alerts.states import (
     compare,
     describe,
 )
+from fast_mcp_gateway.alerts.unrecorded import SeenTransitions
 from fast_mcp_gateway.alerts.webhook import ClientFactory, WebhookSink, safe_url
 from fast_mcp_gateway.config.alerts import AlertRule, AlertsConfig
 from fast_mcp_gateway.store import AlertEvent, Invocation, LatencyStats, StorageError, Store
@@ -114,6 +116,7 @@ class AlertEngine:
         self._poked = False
         self._poke = anyio.Event()
         self.leading = True  # announces rules on calls (see the module docstring)
+        self.seen = SeenTransitions()  # those of rules on calls while not leading
 
     # -- rules ------------------------------------------------------------------------
 
@@ -250,20 +253,29 @@ class AlertEngine:
         self.leading = leading
 
     async def _catch_up(self, store: Store) -> None:
-        """Lead from where the history stops: a transition this gateway saw while another
-        held the lease, which that one did not record (it died, its lease still running),
-        is announced now -- firing at the time it fired, resolved now."""
+        """Lead from where the history stops: the transitions this gateway saw while
+        another held the lease, which that one did not record (it died, its lease still
+        running), are announced now, each at the time it happened (``SeenTransitions``:
+        fired, resolved and fired again is told so); then an alert firing here the
+        history does not end firing, fired at the time it fired, and one it ends firing
+        that no longer is, resolved now."""
         last: dict[Key, AlertEvent] = {}
         for event in await store.alert_events(limit=RESTORE_EVENTS):  # newest first
             last.setdefault((event.rule, event.server), event)
         rules = {rule.name: rule for rule, _ in self.rules()}
+        late = " (announced late: the gateway that held the alerts lease did not)"
+        told = {key: (event.state, event.at) for key, event in last.items()}
+        for key in sorted(self.seen.keys()):
+            if key[0] in rules:
+                for transition in self.seen.missed(key, last.get(key)):
+                    self._announce(replace(transition, message=transition.message + late))
+                    told[key] = (transition.state, transition.at)
+        self.seen.clear()
         firing = {key: alert for key, alert in self.alerts.active.items()
                   if alert.state == "firing" and alert.metric != "not_ready"}
-        late = " (announced late: the gateway that held the alerts lease did not)"
         for (name, server), alert in firing.items():
             rule = rules.get(name)
-            held = last.get((name, server))
-            if rule is not None and (held is None or held.state != "firing"):
+            if rule is not None and told.get((name, server), ("",))[0] != "firing":
                 at = alert.fired_at or alert.since
                 self._announce(Transition(
                     rule=name, server=server, state="firing", metric=alert.metric,
@@ -271,14 +283,14 @@ class AlertEngine:
                     severity=alert.severity, at=at, since=alert.since,
                     window_seconds=rule.window,
                     message=describe(rule, server, alert.value, "firing") + late))
-        for (name, server), event in last.items():
+        for (name, server), (state, since) in told.items():
             rule = rules.get(name)
-            if event.state == "firing" and (name, server) not in self.alerts.active \
+            if state == "firing" and (name, server) not in self.alerts.active \
                     and rule is not None and rule.metric != "not_ready":
                 self._announce(Transition(
                     rule=name, server=server, state="resolved", metric=rule.metric,
                     value=None, threshold=rule.threshold, op=rule.comparison,
-                    severity=rule.severity, at=self._clock(), since=event.at,
+                    severity=rule.severity, at=self._clock(), since=since,
                     window_seconds=rule.window,
                     message=f"alert '{name}' RESOLVED on server '{server}': its condition "
                             "cleared while another gateway held the alerts lease" + late))
@@ -313,6 +325,8 @@ class AlertEngine:
             if self.instance_id is not None:
                 payload["gateway"] = self.instance_id
             self.webhook.submit(payload)
+        else:   # told if this gateway takes the lease over from a holder that died
+            self.seen.saw(transition)
         for callback in list(self.on_transition):
             try:
                 callback(transition)

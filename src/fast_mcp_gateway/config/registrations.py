@@ -128,6 +128,29 @@ def check_namespace(server: ServerConfig, others: Mapping[str, ServerConfig],
                 "them another 'namespace:'")
 
 
+CLAUDE_KEYS = ("command", "args", "env", "cwd", "url", "headers")
+"""The keys of a server an ``mcpServers`` entry carries (with ``type`` and ``disabled``,
+made from ``transport`` and ``enabled``)."""
+_CARRIED = frozenset((*CLAUDE_KEYS, "name", "transport", "enabled"))
+
+
+def not_carried(servers: Mapping[str, ServerConfig]) -> dict[str, list[str]]:
+    """The keys each server sets that a Claude-Desktop export drops (gateway-only:
+    ``isolation``, ``replicas``, ``balance``, ``namespace``...), by server; only servers
+    that lose one."""
+    dropped = {name: sorted(k for k in server.redacted() if k not in _CARRIED)
+               for name, server in servers.items()}
+    return {name: keys for name, keys in dropped.items() if keys}
+
+
+def not_carried_words(dropped: Mapping[str, list[str]]) -> str:
+    """What a user moving these servers to Claude Desktop is told it loses."""
+    each = "; ".join(f"'{name}': {', '.join(keys)}" for name, keys in dropped.items())
+    return (f"not carried into the Claude-Desktop file (mcpServers has no such keys: Claude "
+            f"Desktop would run these servers without them): {each}; export as yaml to "
+            f"keep every setting")
+
+
 def export_servers(servers: Mapping[str, ServerConfig], fmt: str) -> str:
     """Servers as our YAML or as a Claude-Desktop mcpServers JSON (secrets redacted)."""
     entries = {}
@@ -139,8 +162,7 @@ def export_servers(servers: Mapping[str, ServerConfig], fmt: str) -> str:
         return str(yaml.safe_dump({"servers": entries}, sort_keys=False, allow_unicode=True))
     claude: dict[str, Any] = {}
     for name, data in entries.items():
-        entry: dict[str, Any] = {k: data[k] for k in ("command", "args", "env", "cwd", "url",
-                                                      "headers") if k in data}
+        entry: dict[str, Any] = {k: data[k] for k in CLAUDE_KEYS if k in data}
         if "url" in entry:
             entry["type"] = "sse" if servers[name].kind == "sse" else "http"
         if data.get("enabled") is False:

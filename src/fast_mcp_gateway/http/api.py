@@ -39,6 +39,7 @@ from fast_mcp_gateway.admin.models import (
     ServerStatus,
     StatsReport,
 )
+from fast_mcp_gateway.admin.removed import removal
 from fast_mcp_gateway.admin.scope import add_refusal
 from fast_mcp_gateway.admin.shown import shown_to
 from fast_mcp_gateway.admin.status import own_sessions
@@ -84,6 +85,9 @@ async def get_server(call: Call) -> ServerView:
     exposed names and stderr tail."""
     q: s.DetailQuery = call.query
     name = call.path["name"]  # a server not started for its invalid entry is shown too
+    if name not in call.ctx.manager.services and name not in invalid_of(call.ctx) \
+            and call.may_use(name) and (gone := await removal(call.ctx, name)) is not None:
+        raise ApiError(404, "not_found", gone.words(name), gone.details(name))  # said so
     name = call.recorded_server(name) if name in invalid_of(call.ctx) else call.server(name)
     detail = own_sessions(servers.server_detail(
         call.ctx, name, q.stderr_lines, q.replica, call.may_use, call.principal.servers),

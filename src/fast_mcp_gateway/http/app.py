@@ -71,6 +71,7 @@ from fast_mcp_gateway.http.not_running import (
 from fast_mcp_gateway.http.profile_paths import ProfilePaths, known_caller
 from fast_mcp_gateway.http.public_prefix import Prefixed, PublicPrefix
 from fast_mcp_gateway.http.request_ids import InFlightIds
+from fast_mcp_gateway.http.revoked_streams import RevokedStreams
 from fast_mcp_gateway.http.reworded import wrap_routes
 from fast_mcp_gateway.http.routing_headers import RoutingHeaders
 from fast_mcp_gateway.http.session_quota import SessionQuota, session_manager_of, several_callers
@@ -119,6 +120,7 @@ class GatewayApp(LifespanOwner):
     mcp_app: Starlette
     mcp_entry: Any  # mcp_app, or the HTTP express lane in front of it, guarded (explained)
     groups: tuple[RouteGroup, ...]
+    revoked_streams: RevokedStreams | None = None
     mcp_paths: tuple[str, ...] = ()
     hosts: tuple[list[str] | None, list[str] | None] = (None, None)  # the guard's lists
 
@@ -409,6 +411,11 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     if verifier is not None:  # sessions' and listen streams, or SSE's, per caller
         wrap_routes(mcp_app, (mcp_path,), functools.partial(
             StreamQuota, sse=transport == "sse", max_body=max_body, several=several))
+    revoked = RevokedStreams(verifier, ctx.reloads) if verifier is not None else None
+    if revoked is not None:  # streams end once their credential no longer stands (a grace)
+        sse_posts = (fastmcp.settings.message_path.rstrip("/"),) if transport == "sse" else ()
+        wrap_routes(mcp_app, (mcp_path, *sse_posts),
+                    functools.partial(revoked.wrap, sse=transport == "sse"))
     if transport == "sse":  # its endpoint event names the posts under a proxy's path
         wrap_routes(mcp_app, (mcp_path,), lambda a: Prefixed(a, PublicPrefix(settings.public_url)))
     # ... and a JSON-RPC batch as a pydantic dump (SSE: "Could not parse message"); a
@@ -475,6 +482,7 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     app = GatewayApp(routes=mounts, lifespan=lifespan, middleware=middleware)
     app.verifier = verifier
     app.access = access
+    app.revoked_streams = revoked
     app.mcp_app = mcp_app
     app.mcp_entry = guarded_mcp
     if lane is not None and transport == "http":

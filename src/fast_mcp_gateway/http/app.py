@@ -350,8 +350,7 @@ def build_app(server: FastMCP[Any], ctx: AdminContext, settings: GatewaySettings
     (the HTTP express lane).  ``before_sessions_end`` is awaited as the lifespan
     begins to end, before the MCP sessions end (``Gateway._admin_ops_ended``)."""
     auth = ctx.options.auth
-    # Follows reloads of gateway.auth (token rotation); adding or removing the whole
-    # section changes what FastMCP's app is built with: such a reload is refused.
+    # Follows reloads of gateway.auth (token rotation); one adding or removing it is refused.
     verifier = (GatewayVerifier(auth, current=lambda: ctx.options.auth)
                 if auth is not None else None)
     if auth_presence_veto not in ctx.reload_vetoes:

@@ -91,8 +91,8 @@ async def test_a_holder_that_cannot_write_its_reply_is_told_at_its_deadline(
     from fast_mcp_gateway.front import crossing as crossing_module
     from fast_mcp_gateway.store import open_store
 
-    monkeypatch.setattr(crossing_module, "HOLD_MARGIN", 1.0, raising=False)
-    monkeypatch.setattr(crossing_module, "REPLY_GRACE", 1.0, raising=False)
+    monkeypatch.setattr(crossing_module, "HOLD_MARGIN", 1.0)
+    monkeypatch.setattr(crossing_module, "REPLY_GRACE", 1.0)
     await (await open_store(pg_url)).close()  # the schema, made by its owner
     conn = await asyncpg.connect(pg_url)
     try:

@@ -211,9 +211,9 @@ class Gateway:
         self.manager.on_change(catalog_publisher(self.events))
         self.provider.pipeline.observers.append(call_publisher(self.events))
         self.alerts.on_transition.append(alert_publisher(self.events))
-        # MRTR: pushed requests of handshake-era upstreams asked of 2026-07-28 hosts.
-        self.parking = Parking(ask_timeout=self.settings.ask_timeout,
-                               instance=self.settings.instance_id, store=lambda: self.store)
+        s = self.settings  # MRTR: handshake-era upstreams' pushed requests, to 2026 hosts
+        self.parking = Parking(s.ask_timeout, instance=s.instance_id, store=lambda: self.store,
+                               db=s.db, record_calls=s.record_calls)
         self.parking.roots = self.manager.sole_host   # roots outside calls, and first
         self.manager.sole_host.ask_within = self.settings.ask_timeout
         self.provider.pipeline.parking = self.parking

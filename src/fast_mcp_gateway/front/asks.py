@@ -21,7 +21,8 @@ import mcp_types as types
 from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway.errors import UpstreamError
-from fast_mcp_gateway.front.mrtr import Conclude, Parkable, Parking
+from fast_mcp_gateway.front.mrtr import Parking
+from fast_mcp_gateway.front.parkable import Conclude, Parkable
 from fast_mcp_gateway.upstream.relay import FrontCall
 
 MAX_ASK_ROUNDS = 8

@@ -7,22 +7,26 @@ PostgreSQL store the receiving instance hands the round to the holder through th
 store (``store/postgres_rounds.py``: a row, ``NOTIFY`` on the holder's channel), the
 holder delivers it to the parked call as if the round had come to it
 (``Parking.answer``) and sends the call's next outcome back the same way (the result,
-its error, or the next questions); the receiver answers its host with it.  Instances
-need not know each other's addresses.
+its error, or the next questions), and meanwhile the call's progress and logs
+(``crossed.Notes``); the receiver relays those to its host and answers it with the
+outcome.  Instances need not know each other's addresses.
 
 Bounds: a round the holder has not taken within ``ask_timeout`` is withdrawn (the
 question expires there anyway) and the host told; a holder whose instance lease has
 ended (killed, stopped) is a clear error at once, checked every ``POLL_SECONDS``
 while waiting; a round is taken once (``DELETE ... RETURNING``), so the upstream is
-answered once; a host that gives up withdraws a round not taken yet.  Answers and
-results are never logged.  With another store (SQLite: one gateway) nothing crosses.
+answered once; the holder leaves its deadline where the round was (the call's start
+plus its server's ``timeouts.max_total``, and ``HOLD_MARGIN``): it ends its round by
+then, and a receiver with no reply ``REPLY_GRACE`` after it tells its host so; a host
+that gives up withdraws a round not taken yet, and cancels one taken (also before the
+holder began serving it).  Answers, results, progress and logs are never logged.  Only
+an open PostgreSQL store carries rounds (``uncrossed``: why not, for the refusal).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import logging
 import math
@@ -34,15 +38,22 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.abc
-import mcp_types as types
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from mcp.server.request_state import AESGCMRequestStateCodec
-from mcp.shared.exceptions import MCPError
-from pydantic import BaseModel
 
-from fast_mcp_gateway import errors
 from fast_mcp_gateway.config.settings import MAX_INSTANCE_ID
 from fast_mcp_gateway.errors import UpstreamError
+from fast_mcp_gateway.front.crossed import (
+    Notes,
+    codec_of,
+    digest,
+    error_of,
+    jsonable,
+    opened,
+    outcome_of,
+    read,
+    relay_notes,
+    reply_of,
+)
 from fast_mcp_gateway.telemetry.redaction import mask_text
 from fast_mcp_gateway.upstream.relay import FrontCall
 
@@ -54,11 +65,11 @@ logger = logging.getLogger(__name__)
 POLL_SECONDS = 1.0  # while waiting: the holder's lease, a reply whose NOTIFY was missed
 RETRY_SECONDS = 2.0  # listening again after the connection was lost
 CHECK_SECONDS = 30.0  # while listening: the connection checked, the rows left read
+HOLD_MARGIN = 5.0  # the holder's deadline past its upstream call's own
+REPLY_GRACE = 15.0  # past the holder's deadline: its reply written (tried REPLY_TRIES)
 REPLY_TRIES = 3
 TOKEN_PREFIX = "gw-mrtr."
 """How the gateway's own ``requestState`` starts (anything else is an upstream's)."""
-_ERRORS = {cls.__name__: cls for cls in (errors.UpstreamError, errors.UpstreamUnavailable,
-                                        errors.UpstreamTimeout, errors.UpstreamRequestFailed)}
 
 
 class Answerable(Protocol):
@@ -69,16 +80,22 @@ class Answerable(Protocol):
     async def answer(self, token: str, owner: tuple[str, str, str], what: str, server: str,
                      front: FrontCall, answers: Any) -> Any: ...
 
-    def tokens(self) -> list[str]: ...
+    def token_of(self, digest: str) -> str | None: ...
+
+    def until(self, token: str) -> float | None: ...
+
+    def cancel(self, token: str, owner: tuple[str, str, str]) -> None: ...
 
 
 class Crossing:
     """The rounds this instance hands to holders and takes for its parked calls."""
 
-    def __init__(self, parking: Answerable, store: Callable[[], object], instance: str) -> None:
+    def __init__(self, parking: Answerable, store: Callable[[], object], instance: str,
+                 db: str | None = None, record_calls: bool = True) -> None:
         self.parking = parking
         self.instance = instance
         self._store = store
+        self._db, self._record_calls = db, record_calls
         self._replies: dict[str, anyio.Event] = {}
         self._serving: dict[str, anyio.CancelScope] = {}  # rounds taken, by key
         self.listening = False
@@ -101,17 +118,35 @@ class Crossing:
 
         return rounds_of(store)
 
+    def uncrossed(self) -> str:
+        """Why this instance does not carry rounds to their holders, as advice: what
+        decides is an open PostgreSQL store (opened only with call logging on)."""
+        shared = self._db is not None and self._db.lower().startswith(
+            ("postgresql:", "postgres:", "postgresql+asyncpg:"))
+        if shared and not self._record_calls:
+            return ("this instance runs with call logging off (--no-db, or "
+                    "MCP_GATEWAY_RECORD_CALLS=false), so it does not open its PostgreSQL "
+                    "store, and only an open one carries such rounds: turn call logging "
+                    "on in every instance")
+        if shared:
+            return ("this instance's PostgreSQL store is not open (unreachable since it "
+                    "started: it is opened when it answers), and only an open one "
+                    "carries such rounds")
+        return UNCROSSED
+
     # -- the receiving instance ---------------------------------------------------------
 
     async def relay(self, rounds: PgRounds, holder: str, token: str,
-                    owner: tuple[str, str, str], what: str, server: str, answers: Any) -> Any:
-        """Hand a round to ``holder``; the call's next outcome (raised if an error)."""
-        key, codec = secrets.token_urlsafe(18), _codec(token)
+                    owner: tuple[str, str, str], what: str, server: str, answers: Any,
+                    host: FrontCall) -> Any:
+        """Hand a round to ``holder``; the call's next outcome (raised if an error);
+        meanwhile the call's progress and logs go to ``host``."""
+        key, codec = secrets.token_urlsafe(18), codec_of(token)
         # In the clear (the holder names it when it cannot open the rest): masked, as
         # a record's is (a URI read names what the host sent: data://items/ghp_...).
-        payload = json.dumps({"call": _digest(token), "what": mask_text(what), "server": server,
+        payload = json.dumps({"call": digest(token), "what": mask_text(what), "server": server,
                               "sealed": codec.seal(json.dumps({
-                                  "owner": list(owner), "answers": _jsonable(answers)
+                                  "owner": list(owner), "answers": jsonable(answers)
                               }).encode())})
         self._replies[key] = anyio.Event()
         taken = done = False
@@ -120,22 +155,26 @@ class Crossing:
             asked_at = anyio.current_time()
             while True:
                 self._replies[key] = heard = anyio.Event()
-                posted, replied, lease_end = await rounds.state(key, holder)
-                taken = not posted
-                if replied:
+                state = await rounds.state(key, holder)
+                taken = not state.posted
+                if state.noted:  # written before the reply: relayed before its outcome
+                    await relay_notes(await rounds.notes(key, self.instance), codec, host)
+                if state.replied:
                     got = await rounds.take("reply", key, self.instance)
                     if got is not None:
                         done = True
-                        return _outcome(_opened(got[1], codec), server)
-                if lease_end is None or lease_end <= time.time():
+                        return outcome_of(opened(got[1], codec), server)
+                if state.lease_end is None or state.lease_end <= time.time():
                     raise UpstreamError(server, _gone(what, holder, server))
-                if posted and anyio.current_time() - asked_at > self.parking.ask_timeout:
+                if state.until is not None and state.until + REPLY_GRACE <= time.time():
+                    raise UpstreamError(server, _silent(what, holder, server))
+                if state.posted and anyio.current_time() - asked_at > self.parking.ask_timeout:
                     raise UpstreamError(server, (
                         f"{what}: the gateway instance '{holder}' that holds the question "
                         f"did not take the answers within {self.parking.ask_timeout:g}s "
                         "(ask_timeout: is it listening on the store? a gateway of a "
-                        "version before schema 13 carries no rounds); call it again "
-                        "without requestState"))
+                        "version before schema 13 carries no rounds, nor one with call "
+                        "logging off); call it again without requestState"))
                 with anyio.move_on_after(POLL_SECONDS):
                     await heard.wait()
         finally:
@@ -145,7 +184,7 @@ class Crossing:
                 # and the host gave up (or the holder is gone): the call is cancelled.
                 if (taken or await rounds.take("round", key, holder) is None) and not done:
                     await rounds.tell(holder, "cancel", key)
-                    await rounds.take("reply", key, self.instance)  # if come: nobody reads it
+                    await rounds.clear(key)  # a reply come meanwhile, notes: nobody reads them
 
     # -- the holding instance -----------------------------------------------------------
 
@@ -171,8 +210,8 @@ class Crossing:
         lost = anyio.Event()
 
         def heard(kind: str, key: str) -> None:
-            if kind == "reply":
-                event = self._replies.get(key)
+            if kind in ("reply", "note"):
+                event = self._replies.get(key.partition(".")[0])  # a note's: "<key>.<n>"
                 if event is not None:
                     event.set()
             elif kind == "round":
@@ -204,19 +243,32 @@ class Crossing:
 
     async def _serve(self, rounds: PgRounds, key: str) -> None:
         """Take one round (if nobody did: at most once), deliver it, reply."""
+        # Its host's cancel may come as soon as it is taken: heard from then on.
+        cancelled = self._serving[key] = anyio.CancelScope()
         try:
-            got = await rounds.take("round", key, self.instance)
+            got = await rounds.take_round(key, self.instance, self._until)
         except Exception as exc:  # noqa: BLE001 - its sender times out or retries
+            del self._serving[key]
             logger.warning("parked rounds: cannot take a round from the store (%s)", exc)
             return
-        if got is None:
-            return
-        sender, payload = got
-        message = _read(payload)  # {}: not a round (another version's, or written by hand)
+        try:
+            if got is not None:
+                await self._reply(rounds, key, *got, cancelled)
+        finally:
+            del self._serving[key]
+
+    def _until(self, payload: str) -> float:
+        """The holder's deadline for serving a round (``take_round``)."""
+        token = self.parking.token_of(str(read(payload).get("call")))
+        until = None if token is None else self.parking.until(token)
+        return (until if until is not None else time.time()) + HOLD_MARGIN
+
+    async def _reply(self, rounds: PgRounds, key: str, sender: str, payload: str,
+                     until: float, cancelled: anyio.CancelScope) -> None:
+        message = read(payload)  # {}: not a round (another version's, or written by hand)
         server, what = str(message.get("server", "?")), str(message.get("what", "a call"))
-        call = message.get("call")
-        token = next((t for t in self.parking.tokens() if _digest(t) == call), None)
-        front = FrontCall(session=None)  # progress and logs of a crossed round: none
+        token = self.parking.token_of(str(message.get("call")))
+        codec = None if token is None else codec_of(token)
         try:
             if not message:
                 raise UpstreamError(server, (
@@ -228,59 +280,76 @@ class Crossing:
                     f"{what}: the requestState names a question the gateway instance "
                     f"'{self.instance}' no longer holds (it expired, or the gateway "
                     "restarted); call it again without requestState"))
-            codec = _codec(token)
+            assert codec is not None
             sealed = json.loads(codec.unseal(str(message["sealed"])))
-            with anyio.CancelScope() as self._serving[key]:
-                outcome = await self.parking.answer(
-                    token, tuple(sealed["owner"]), what, server, front, sealed.get("answers"))
-            if self._serving.pop(key).cancelled_caught:
+            owner = tuple(sealed["owner"])
+            if cancelled.cancel_called:  # its host gave up before: its answers not given
+                self.parking.cancel(token, owner)
+                return
+            notes = Notes(rounds, key, sender, self.instance, codec)
+            failed: Exception | None = None
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(notes.run)
+                try:
+                    with anyio.move_on_after(until - time.time()) as bound, cancelled:
+                        outcome = await self.parking.answer(
+                            token, owner, what, server, notes.front, sealed.get("answers"))
+                except Exception as exc:  # noqa: BLE001 - raised below (not as a group)
+                    failed = exc
+                finally:
+                    notes.close()  # the rest written first: they reach the host before it
+                    if cancelled.cancel_called:
+                        tg.cancel_scope.cancel()
+            if cancelled.cancel_called:
                 return  # cancelled by the receiving instance: nobody waits for a reply
-            reply = _reply_of(outcome)
+            if failed is not None:
+                raise failed
+            if bound.cancelled_caught:
+                raise UpstreamError(server, (
+                    f"{what}: the call to server '{server}' did not end by its deadline on "
+                    f"the gateway instance '{self.instance}' holding it (timeouts.max_total "
+                    "from its start); it was cancelled there; call it again without "
+                    "requestState"))
+            reply = reply_of(outcome)
         except Exception as exc:  # noqa: BLE001 - handed to the host as it came
-            self._serving.pop(key, None)
-            reply = _error_of(exc)
-        text = json.dumps(reply) if token is None else codec.seal(json.dumps(reply).encode())
+            reply = error_of(exc)
+        text = json.dumps(reply) if codec is None else codec.seal(json.dumps(reply).encode())
         for attempt in range(REPLY_TRIES):
             try:
-                await rounds.post("reply", key, sender, self.instance, text)
+                await rounds.reply(key, sender, self.instance, text)
                 return
             except Exception as exc:  # noqa: BLE001 - the store is away: tried again
                 if attempt + 1 == REPLY_TRIES:
                     logger.warning("parked rounds: cannot send the outcome of a round of "
-                                   "server '%s' back to instance '%s' (%s)", server, sender,
-                                   exc)
+                                   "server '%s' back to instance '%s' (%s); it is told at "
+                                   "the deadline", server, sender, exc)
                 else:
                     await anyio.sleep(RETRY_SECONDS)
 
 
-def _digest(token: str) -> str:
-    """A parked call's name in the store: its token is not (it opens the call)."""
-    return hashlib.sha256(b"mcp-gateway/parked-round/id:" + token.encode()).hexdigest()
+UNCROSSED = ("give the instances one PostgreSQL store (--db, with call logging on), "
+             "which carries such rounds to the instance holding them")
 
 
-def _read(payload: str) -> dict[str, Any]:
-    """A round's message; {} when it does not read as one."""
-    with suppress(ValueError):
-        message = json.loads(payload)
-        if isinstance(message, dict) and isinstance(message.get("call"), str) \
-                and isinstance(message.get("sealed"), str):
-            return message
-    return {}
-
-
-def _codec(token: str) -> AESGCMRequestStateCodec:
-    """What seals a round's answers and its reply: AES-GCM under a key drawn from the
-    call's token, which only the host and the gateways serving it know (not the store)."""
-    return AESGCMRequestStateCodec([hashlib.sha256(
-        b"mcp-gateway/parked-round/key:" + token.encode()).hexdigest()])
-
-
-def _opened(text: str, codec: AESGCMRequestStateCodec) -> dict[str, Any]:
-    """A reply: sealed, or an error in the clear (the holder knew no such call)."""
-    if text.startswith("{"):
-        reply = json.loads(text)
-        return {key: reply[key] for key in ("upstream", "server", "detail") if key in reply}
-    return dict(json.loads(codec.unseal(text)))
+def not_held(what: str, asker: str | None, instance: str | None, server: str,
+             uncrossed: str = UNCROSSED) -> str:
+    """The refusal of a round naming a question this instance does not hold (``asker``:
+    the instance the token names), with ``uncrossed`` (``Crossing.uncrossed``)."""
+    if asker is None or asker == instance:
+        return (f"{what}: the requestState names a question this gateway does not "
+                "hold (it expired, the gateway restarted, or another gateway instance "
+                "asked it); call it again without requestState")
+    # Or this gateway before a restart: the default --instance-id is host-pid, so
+    # a restarted gateway reads its own earlier questions as another's (review24).
+    return (f"{what}: the requestState names a question the gateway instance "
+            f"'{asker}' asked, not this one ('{instance}'): server "
+            f"'{server}' asked it during the call (a handshake-era "
+            "upstream's question waits in the instance that called it), so every "
+            "round of the call must reach that instance; call it again without "
+            "requestState.  If that was this gateway before it restarted, the "
+            "question ended with it; behind a load balancer, keep each host on one "
+            "instance (a cookie, or the client's address: docs/ARCHITECTURE.md, "
+            f"'Several gateways'), or {uncrossed}")
 
 
 def _gone(what: str, holder: str, server: str) -> str:
@@ -289,48 +358,12 @@ def _gone(what: str, holder: str, server: str) -> str:
             f"'{server}' ended with it; call it again without requestState")
 
 
-def _jsonable(answers: Any) -> Any:
-    if not isinstance(answers, dict):
-        return {}
-    return {key: value.model_dump(by_alias=True, mode="json", exclude_none=True)
-            if isinstance(value, BaseModel) else value for key, value in answers.items()}
-
-
-def _reply_of(outcome: Any) -> dict[str, Any]:
-    if isinstance(outcome, types.InputRequiredResult):
-        return {"asked": outcome.model_dump(by_alias=True, mode="json", exclude_none=True)}
-    if isinstance(outcome, BaseModel):
-        name = type(outcome).__name__
-        dumped = outcome.model_dump(by_alias=True, mode="json", exclude_none=True)
-        if getattr(types, name, None) is type(outcome):
-            return {"model": name, "value": dumped}
-        return {"json": dumped}
-    return {"json": outcome}
-
-
-def _error_of(exc: BaseException) -> dict[str, Any]:
-    if isinstance(exc, MCPError):
-        return {"mcp": exc.error.model_dump(mode="json", exclude_none=True)}
-    if isinstance(exc, UpstreamError):
-        name = type(exc).__name__ if type(exc).__name__ in _ERRORS else "UpstreamError"
-        return {"upstream": name, "server": exc.server, "detail": exc.detail}
-    return {"upstream": "UpstreamError", "server": None,
-            "detail": f"{type(exc).__name__}: {exc}"}
-
-
-def _outcome(reply: dict[str, Any], server: str) -> Any:
-    """A reply as the outcome of a round served here (raised if an error)."""
-    if "asked" in reply:
-        return types.InputRequiredResult.model_validate(reply["asked"])
-    if "model" in reply:
-        model = getattr(types, str(reply["model"]))
-        return model.model_validate(reply["value"])
-    if "json" in reply:
-        return reply["json"]
-    if "mcp" in reply:
-        raise MCPError.from_error_data(types.ErrorData.model_validate(reply["mcp"]))
-    cls = _ERRORS.get(str(reply.get("upstream")), UpstreamError)
-    raise cls(str(reply.get("server") or server), str(reply.get("detail")))
+def _silent(what: str, holder: str, server: str) -> str:
+    return (f"{what}: the gateway instance '{holder}' that holds the question took the "
+            "answers, but sent no outcome back by its deadline (the call's "
+            f"timeouts.max_total from its start), though it is running: it cannot write "
+            "to the store, or its call hung; the call to server "
+            f"'{server}' is cancelled there; call it again without requestState")
 
 
 def holder(token: str) -> str | None:

@@ -52,7 +52,7 @@ import logging
 import secrets
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
@@ -60,71 +60,27 @@ import mcp_types as types
 from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway.errors import UpstreamError
-from fast_mcp_gateway.front.crossing import TOKEN_PREFIX, Crossing, holder
+from fast_mcp_gateway.front.crossed import digest
+from fast_mcp_gateway.front.crossing import TOKEN_PREFIX, UNCROSSED, Crossing, holder, not_held
+from fast_mcp_gateway.front.parkable import (
+    Abandoned,
+    AnsweredEarly,
+    Conclude,
+    HostRootsKeeper,
+    Parkable,
+    Sending,
+)
 from fast_mcp_gateway.front.parked import ParkedCall, ParkedFront, parked_front
-from fast_mcp_gateway.principal import Principal
-from fast_mcp_gateway.routing.attempts import CallPath
-from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.upstream.relay import FrontCall
 
 logger = logging.getLogger(__name__)
 
 R = TypeVar("R")
-R_co = TypeVar("R_co", covariant=True)
 DEFAULT_ASK_TIMEOUT = 120.0
 DEFAULT_MAX_PARKED = 1024
 PER_CALLER_SHARE = 4  # one caller (principal) may hold a quarter of the places
 _SOLE_CALLERS = frozenset({"local", "anonymous"})  # kinds of a gateway's only caller
 _TOMBSTONES = 1024  # ended tokens remembered, to tell a late host what happened
-
-
-class Parkable(Protocol):
-    """What parking reads and writes on a pipeline ``Call`` (``outcomes.Call``)."""
-
-    kind: str
-    exposed: str
-    service: Service
-    front: FrontCall
-    principal: Principal
-    path: CallPath
-    started_at: float
-    t0: float
-    observed: bool
-
-    @property
-    def method(self) -> str: ...
-
-
-class Sending(Protocol[R_co]):
-    """The encoding's side (``asks.Asking``): send the call, show questions as ``R``."""
-
-    async def send(self, call: Any) -> R_co: ...
-
-    def shows(self, asked: types.InputRequiredResult) -> R_co: ...
-
-
-class HostRootsKeeper(Protocol):
-    """Roots outside calls (``upstream/roots.SoleHost``): told the roots a host gave in
-    a round, and asked first, before a call goes upstream, whether to ask for them."""
-
-    async def learned(self, server: str, front: FrontCall,
-                      result: types.ListRootsResult) -> None: ...
-
-    async def before_call(self, server: str, front: FrontCall, per_client: bool) -> None: ...
-
-
-class AnsweredEarly(Exception):
-    """The caller's request was already answered (``Answering.reply``) by a lazily
-    parked call's first question; the caller must not answer it again."""
-
-
-Abandoned = Callable[[Any, str, str], None]
-"""Observes a parked call that ended with no host round to answer it:
-``(call of its first round, status, error)`` (``CallPipeline._abandoned``)."""
-
-Conclude = Callable[[Any, Any, Any], Any]
-"""The pipeline's tail for a result already sent (``CallPipeline.conclude``):
-``(call, encoding, result) -> output``; observed and shaped as any call's answer."""
 
 
 class Parking:
@@ -136,7 +92,8 @@ class Parking:
 
     def __init__(self, ask_timeout: float = DEFAULT_ASK_TIMEOUT,
                  max_parked: int = DEFAULT_MAX_PARKED, instance: str | None = None,
-                 store: Callable[[], object] | None = None) -> None:
+                 store: Callable[[], object] | None = None, db: str | None = None,
+                 record_calls: bool = True) -> None:
         self.ask_timeout = ask_timeout
         # This gateway's ``--instance-id``, in each token: another instance a host's
         # next round reaches names the one holding the question (``holder``).
@@ -148,13 +105,17 @@ class Parking:
         self._lazy: set[ParkedCall] = set()
         self.stopped = False
         self._ended: OrderedDict[str, str] = OrderedDict()
+        # The tokens of both, by their digest (the name a crossed round gives: crossing.py).
+        self._digests: dict[str, str] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self.abandoned: Abandoned | None = None
         # Told the roots a host gave in a round, and asks for them before a call that
         # needs them (``SoleHost``: roots outside calls; the gateway sets it).
         self.roots: HostRootsKeeper | None = None
-        # Rounds another instance received for calls parked here, and back (a store).
-        self.crossing = Crossing(self, store, instance) if store and instance else None
+        # Rounds another instance received for calls parked here, and back (a store;
+        # ``db``, ``record_calls``: the settings, to say why none crosses).
+        self.crossing = Crossing(self, store, instance, db, record_calls) \
+            if store and instance else None
 
     async def run(self, *,
                   task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -213,7 +174,7 @@ class Parking:
                 assert self.crossing is not None
                 return self._shown(sending, await self.crossing.relay(
                     asker[0], asker[1], state, self._owner(call), f"{call.method} "
-                    f"'{call.exposed}'", call.service.name, host.input_responses))
+                    f"'{call.exposed}'", call.service.name, host.input_responses, host))
             parked = self._continued(call, state)
             # One record per call: the replica it went to, timed from its first round.
             call.path = parked.path
@@ -258,9 +219,31 @@ class Parking:
         held = token in self._calls or token in self._ended
         return None if self.crossing is None or held else self.crossing.elsewhere(token)
 
-    def tokens(self) -> list[str]:
-        """The tokens of the calls held here, and of those ended lately (``Crossing``)."""
-        return [*self._calls, *self._ended]
+    def token_of(self, digest: str) -> str | None:
+        """The token of a call held here or ended lately, by its digest (``Crossing``)."""
+        return self._digests.get(digest)
+
+    def until(self, token: str) -> float | None:
+        """When the call held under ``token`` ends at the latest (wall clock): its start
+        plus its server's longest ``timeouts.max_total``; None if not held."""
+        parked = self._calls.get(token)
+        if parked is None or parked.call is None:
+            return None
+        call = parked.call
+        return float(call.started_at) + max(
+            (replica.max_total for replica in call.service.replicas), default=0.0)
+
+    def cancel(self, token: str, owner: tuple[str, str, str]) -> None:
+        """A round of the call another instance received was given up by its host before
+        it was served here: the call is cancelled, as by a host giving up a round."""
+        parked = self._calls.get(token)
+        if parked is not None and parked.owner == owner:
+            parked.cancel()
+
+    def _forget(self, token: str) -> None:
+        self._calls.pop(token, None)
+        if token not in self._ended:
+            self._digests.pop(digest(token), None)
 
     @staticmethod
     def _shown(sending: Sending[R], outcome: Any) -> R:
@@ -289,23 +272,9 @@ class Parking:
         return parked
 
     def _not_held(self, call: Parkable, token: str) -> str:
-        what, asker = f"{call.method} '{call.exposed}'", holder(token)
-        if asker is None or asker == self.instance:
-            return (f"{what}: the requestState names a question this gateway does not "
-                    "hold (it expired, the gateway restarted, or another gateway instance "
-                    "asked it); call it again without requestState")
-        # Or this gateway before a restart: the default --instance-id is host-pid, so
-        # a restarted gateway reads its own earlier questions as another's (review24).
-        return (f"{what}: the requestState names a question the gateway instance "
-                f"'{asker}' asked, not this one ('{self.instance}'): server "
-                f"'{call.service.name}' asked it during the call (a handshake-era "
-                "upstream's question waits in the instance that called it), so every "
-                "round of the call must reach that instance; call it again without "
-                "requestState.  If that was this gateway before it restarted, the "
-                "question ended with it; behind a load balancer, keep each host on one "
-                "instance (a cookie, or the client's address: docs/ARCHITECTURE.md, "
-                "'Several gateways'), or give the instances one PostgreSQL store (--db), "
-                "which carries such rounds to the instance holding them")
+        uncrossed = UNCROSSED if self.crossing is None else self.crossing.uncrossed()
+        return not_held(f"{call.method} '{call.exposed}'", holder(token), self.instance,
+                        call.service.name, uncrossed)
 
     def _new(self, call: Parkable, host: FrontCall,
              timer: anyio.CancelScope | None = None) -> ParkedCall:
@@ -334,6 +303,7 @@ class Parking:
         parked.call = call
         parked.on_roots = self.roots.learned if self.roots is not None else None
         self._calls[token] = parked
+        self._digests[digest(token)] = token
         return parked
 
     def _park(self, call: Parkable, sending: Sending[R]) -> ParkedCall:
@@ -387,7 +357,7 @@ class Parking:
         finally:
             if lazy.parked is not None:
                 lazy.parked.close(f"the gateway ended {lazy.parked.what}")
-                self._calls.pop(lazy.parked.token, None)
+                self._forget(lazy.parked.token)
                 self._lazy.discard(lazy.parked)
         raise AnsweredEarly(call.exposed)
 
@@ -402,7 +372,7 @@ class Parking:
             await self._keep(parked)
         finally:
             parked.close(f"the gateway ended {parked.what}")
-            self._calls.pop(parked.token, None)
+            self._forget(parked.token)
 
     async def _keep(self, parked: ParkedCall) -> None:
         """After the upstream call ended: keep its outcome for the host to collect until
@@ -463,7 +433,9 @@ class Parking:
     def _end(self, parked: ParkedCall, message: str) -> None:
         self._ended[parked.token] = message
         while len(self._ended) > _TOMBSTONES:
-            self._ended.popitem(last=False)
+            token, _ = self._ended.popitem(last=False)
+            if token not in self._calls:
+                self._digests.pop(digest(token), None)
 
 
 class _Lazy:

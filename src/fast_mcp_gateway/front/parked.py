@@ -202,6 +202,13 @@ class ParkedCall:
         self.outcome = (result, error)
         self._wake()
 
+    def cancel(self) -> None:
+        """The host gave up a round (before it was served, too: a crossed round's):
+        the upstream call is cancelled, unless it has ended."""
+        if self.outcome is None:
+            self.cancelled_by_host = True
+            self.timer.cancel()
+
     def close(self, reason: str) -> None:
         """The call is over: every question still parked is answered with an error."""
         for ask in list(self._asks.values()):
@@ -232,9 +239,7 @@ class ParkedCall:
                 await self._changed.wait()
         except anyio.get_cancelled_exc_class():
             # The host gave up on its call (cancelled it, or its HTTP request ended).
-            if self.outcome is None:
-                self.cancelled_by_host = True
-                self.timer.cancel()
+            self.cancel()
             raise
         finally:
             self.current = None

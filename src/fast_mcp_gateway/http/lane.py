@@ -64,7 +64,7 @@ from fast_mcp_gateway._compat import RoundStates
 from fast_mcp_gateway.config.json_text import finite_float, no_constant
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.front.lane_host import LaneFront, open_state
-from fast_mcp_gateway.front.mrtr import AnsweredEarly
+from fast_mcp_gateway.front.parkable import AnsweredEarly
 from fast_mcp_gateway.front.remembered import Remembered
 from fast_mcp_gateway.front.tasks import takes_tasks
 from fast_mcp_gateway.front.wire import (

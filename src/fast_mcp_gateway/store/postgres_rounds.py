@@ -8,9 +8,14 @@ payload a JSON text of any size (``NOTIFY`` carries only ``kind:id``: a payload 
 exceed its 8000 bytes).  ``NOTIFY`` on the addressee's channel (``channel``) says a
 row is there.  The one taking a row deletes it (``DELETE ... RETURNING``), so a
 message is taken at most once, and a round withdrawn (``take`` by its sender) cannot
-be taken by the holder after.  Rows older than ``KEEP_SECONDS`` (a sender gone
-before its reply came) are deleted by listening instances as they read the rounds left
-(``waiting``: on listening, then every ``crossing.CHECK_SECONDS``).
+be taken by the holder after.  The holder takes a round and leaves in its place, in
+the same transaction, a ``'taken'`` row holding its deadline (``take_round``: by then
+it replies, or the receiver stops waiting); its reply deletes it (``reply``).  While it
+serves the round, the call's progress and logs go to the receiver as ``'note'`` rows
+(id ``<key>.<n>``, in order), written before the reply.  Rows older than
+``KEEP_SECONDS`` (a sender gone before its reply came) are deleted by listening
+instances as they read the rounds left (``waiting``: on listening, then every
+``crossing.CHECK_SECONDS``).
 """
 
 from __future__ import annotations
@@ -19,13 +24,23 @@ import hashlib
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
-from typing import Any
+from typing import Any, NamedTuple
 
 from fast_mcp_gateway.store.postgres_feed import application, load_asyncpg
 
 CHANNEL_PREFIX = "mcp_gateway_rounds_"
 KEEP_SECONDS = 3600.0
 INSTANCE_LEASE = "instance:"  # admin/instance_lease.PREFIX: each instance holds its own
+
+
+class RoundState(NamedTuple):
+    """A round posted to a holder, as its receiver sees it (``PgRounds.state``)."""
+
+    posted: bool  # still there: not taken
+    replied: bool  # its reply is there
+    noted: bool  # progress or logs of its call are there
+    until: float | None  # taken: the holder's deadline (None: not taken, or replied)
+    lease_end: float | None  # when the holder's instance lease ends (None: none)
 
 
 def channel(instance: str) -> str:
@@ -57,6 +72,53 @@ class PgRounds:
         async with self._connection() as conn:
             await conn.execute("SELECT pg_notify($1, $2)", channel(to), f"{kind}:{key}")
 
+    async def take_round(self, key: str, to: str, until_of: Callable[[str], float]
+                         ) -> tuple[str, str, float] | None:
+        """The round's sender, payload and the deadline ``until_of(payload)`` left in its
+        place (a ``'taken'`` row, one transaction); None if it is not there."""
+        async with self._written() as conn:
+            row = await conn.fetchrow(
+                "DELETE FROM parked_rounds WHERE id = $1 AND kind = 'round' AND addressee = $2"
+                " RETURNING sender, payload", key, to)
+            if row is None:
+                return None
+            sender, payload = str(row[0]), str(row[1])
+            until = until_of(payload)
+            await conn.execute(
+                "INSERT INTO parked_rounds (id, kind, addressee, sender, payload, at)"
+                " VALUES ($1, 'taken', $2, $3, $4, $5)", key, sender, to, repr(until),
+                time.time())
+        return sender, payload, until
+
+    async def reply(self, key: str, to: str, sender: str, payload: str) -> None:
+        """The holder's reply to a round it took, for ``to``, in place of its deadline."""
+        async with self._written() as conn:
+            await conn.execute("DELETE FROM parked_rounds WHERE id = $1 AND kind = 'taken'",
+                               key)
+            await conn.execute(
+                "INSERT INTO parked_rounds (id, kind, addressee, sender, payload, at)"
+                " VALUES ($1, 'reply', $2, $3, $4, $5)", key, to, sender, payload, time.time())
+            await conn.execute("SELECT pg_notify($1, $2)", channel(to), f"reply:{key}")
+
+    async def note(self, key: str, n: int, to: str, sender: str, payload: str) -> None:
+        """The ``n``-th progress or log of the call a round of ``key`` is served to."""
+        await self.post("note", f"{key}.{n:09d}", to, sender, payload)
+
+    async def notes(self, key: str, to: str) -> list[str]:
+        """The notes of round ``key`` there, in order, deleted."""
+        async with self._written() as conn:
+            rows = await conn.fetch(  # ids "<key>.<n>": between "<key>." and "<key>/"
+                "DELETE FROM parked_rounds WHERE kind = 'note' AND addressee = $3"
+                " AND id > $1 AND id < $2 RETURNING id, payload", key + ".", key + "/", to)
+        return [str(row[1]) for row in sorted(rows, key=lambda row: str(row[0]))]
+
+    async def clear(self, key: str) -> None:
+        """What is left of round ``key`` once its receiver stops waiting (a reply that
+        came meanwhile, the holder's deadline, notes), deleted."""
+        async with self._written() as conn:
+            await conn.execute("DELETE FROM parked_rounds WHERE (id = $1 AND kind <> 'round')"
+                               " OR (id > $2 AND id < $3)", key, key + ".", key + "/")
+
     async def take(self, kind: str, key: str, to: str) -> tuple[str, str] | None:
         """The message's sender and payload, deleted; None if none is there (taken)."""
         async with self._written() as conn:
@@ -75,16 +137,19 @@ class PgRounds:
                                     " AND kind = 'round' ORDER BY at", to)
         return [str(r[0]) for r in rows]
 
-    async def state(self, key: str, holder: str) -> tuple[bool, bool, float | None]:
-        """For a round posted to ``holder``: whether it is still there (not taken),
-        whether its reply is, and when the holder's instance lease ends (None: none)."""
+    async def state(self, key: str, holder: str) -> RoundState:
+        """Round ``key`` posted to ``holder``, and the holder's lease (``RoundState``)."""
         async with self._connection() as conn:
-            row = await conn.fetchrow(
+            row = await conn.fetchrow(  # one statement: one snapshot
                 "SELECT EXISTS (SELECT 1 FROM parked_rounds WHERE id = $1 AND kind = 'round'),"
                 " EXISTS (SELECT 1 FROM parked_rounds WHERE id = $1 AND kind = 'reply'),"
+                " EXISTS (SELECT 1 FROM parked_rounds WHERE kind = 'note'"
+                " AND id > $3 AND id < $4),"
+                " (SELECT payload FROM parked_rounds WHERE id = $1 AND kind = 'taken'),"
                 " (SELECT expires_at FROM leases WHERE name = $2)",
-                key, INSTANCE_LEASE + holder)
-        return bool(row[0]), bool(row[1]), None if row[2] is None else float(row[2])
+                key, INSTANCE_LEASE + holder, key + ".", key + "/")
+        return RoundState(bool(row[0]), bool(row[1]), bool(row[2]), _seconds(row[3]),
+                          None if row[4] is None else float(row[4]))
 
     @asynccontextmanager
     async def listening(self, instance: str,
@@ -110,6 +175,13 @@ class PgRounds:
         finally:
             with suppress(Exception):
                 await conn.close(timeout=2)
+
+
+def _seconds(text: str | None) -> float | None:
+    try:
+        return None if text is None else float(text)
+    except ValueError:  # not a deadline (written by hand): none
+        return None
 
 
 def rounds_of(store: object) -> PgRounds | None:

@@ -99,8 +99,18 @@ class Connection:
                 and not self.writer.is_closing() and not _readable(self.writer))
 
     def close(self) -> None:
+        """Closed at once.  A TLS connection is aborted, not closed: asyncio's close
+        sends close_notify and keeps the socket until the server's own close_notify,
+        up to 30 s (``ssl_shutdown_timeout``) -- a socket held per timed-out or
+        cancelled call against a server that does not answer (a hung one: every call
+        times out), and left unclosed when the gateway stops.  httpx's pool (the SDK's
+        path) closes its TLS connections so as well, without close_notify."""
         with contextlib.suppress(Exception):
-            self.writer.close()
+            transport = self.writer.transport
+            if transport.get_extra_info("sslcontext") is not None:
+                transport.abort()  # (the server sees the FIN: a cancellation still is one)
+            else:
+                self.writer.close()
 
 
 def _readable(writer: asyncio.StreamWriter) -> bool:

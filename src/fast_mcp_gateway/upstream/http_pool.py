@@ -17,7 +17,6 @@ import json
 import logging
 import select
 import time
-import urllib.request
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
@@ -50,14 +49,14 @@ class Declined(Exception):
 
 
 def proxied(url: str) -> bool:
-    """Whether the environment routes ``url`` through a proxy (httpx would: ``ALL_PROXY``,
-    or ``HTTP_PROXY`` for an ``http`` URL, ``HTTPS_PROXY`` for an ``https`` one)."""
-    proxies = urllib.request.getproxies_environment()
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if not ({parts.scheme, "all"} & set(proxies)):
-        return False
-    return not urllib.request.proxy_bypass(host)
+    """Whether the environment routes ``url`` through a proxy, as the SDK's client
+    (httpx) reads it: ``ALL_PROXY``, or ``HTTP_PROXY`` for an ``http`` URL,
+    ``HTTPS_PROXY`` for an ``https`` one, less ``NO_PROXY`` by httpx's matching
+    (``_compat.env_proxied``; urllib's differs: ``NO_PROXY=.example.com`` sent the tap
+    straight to ``example.com``, which httpx sends through the proxy)."""
+    from fast_mcp_gateway._compat import env_proxied  # (httpx's, loaded when asked)
+
+    return env_proxied(url)
 
 
 def tap_applies(url: str, auth: Any) -> bool:

@@ -24,7 +24,7 @@ from mcp import ClientSession
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
-from fast_mcp_gateway._compat import tls_context
+from fast_mcp_gateway._compat import direct, tls_context
 from fast_mcp_gateway.upstream.framing import DEFAULT_MAX_MESSAGE_BYTES
 from fast_mcp_gateway.upstream.http_idle import IdleBound
 from fast_mcp_gateway.upstream.http_pool import kept_alive
@@ -142,8 +142,11 @@ class FastHttpTransport(_UrlTransport):
             session = await stack.enter_async_context(
                 session_class(read_stream, write_stream, **session_kwargs))
             tls = tls_context(client, self.url) if self.url.startswith("https:") else None
+            # (only where the client itself goes straight to the server: its proxy
+            # and NO_PROXY, a factory's mounts or transport, are the client's to apply)
             tap = self.tap = tap_for(self.url, self.headers, self.auth, session,
-                                     self.max_message_bytes, end, self._idle(), tls)
+                                     self.max_message_bytes, end, self._idle(),
+                                     tls) if direct(client, self.url) else None
             self.end = end
             try:
                 yield session

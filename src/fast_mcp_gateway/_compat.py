@@ -71,8 +71,8 @@ __all__ = [
     "TransportStreams", "aclose_all", "client_log_level", "close_pipe",
     "close_subprocess_transport", "connection_of", "create_process", "current_transport",
     "deliver_message", "deliver_notification", "direct", "drain_stdout", "env_proxied",
-    "executable_command",
-    "http_session_owner", "lifespan", "low_level_server", "narrow_capabilities",
+    "env_proxy", "executable_command", "http_session_owner", "lifespan", "low_level_server",
+    "narrow_capabilities",
     "narrowing_stamp", "negotiate_auto", "open_http_sessions", "parse_line",
     "pipe_writer", "principal_binding", "reword_auth_challenges", "send_raw_request",
     "session_closed", "stamp_request", "terminate_process_tree", "tls_context",
@@ -267,9 +267,9 @@ def session_closed(session: ClientSession) -> bool:
     return bool(cast(Any, session._dispatcher)._closed)
 
 
-def env_proxied(url: str) -> bool:
-    """Whether an ``httpx2`` client reading the environment (``trust_env``, the SDK's
-    client's default) sends requests for ``url`` through a proxy: ``ALL_PROXY``,
+def env_proxy(url: str) -> str | None:
+    """The proxy an ``httpx2`` client reading the environment (``trust_env``, the SDK's
+    client's default) sends requests for ``url`` through, or ``None``: ``ALL_PROXY``,
     ``HTTP_PROXY``/``HTTPS_PROXY`` less ``NO_PROXY``, matched by httpx's own rules
     (``get_environment_proxies``, ``URLPattern``: ``.example.com`` is not
     ``example.com``, a CIDR or a ``host:port`` counts, ``*`` anywhere is every host),
@@ -280,8 +280,12 @@ def env_proxied(url: str) -> bool:
     target = httpx2.URL(url)
     mounts = sorted(((URLPattern(key), proxy) for key, proxy in
                      get_environment_proxies().items()), key=lambda mount: mount[0])
-    return next((proxy is not None for pattern, proxy in mounts
-                 if pattern.matches(target)), False)
+    return next((proxy for pattern, proxy in mounts if pattern.matches(target)), None)
+
+
+def env_proxied(url: str) -> bool:
+    """Whether ``env_proxy`` has a proxy for ``url``."""
+    return env_proxy(url) is not None
 
 
 def _own_pool(client: Any, url: str) -> Any:

@@ -6,6 +6,7 @@ No I/O and no session here; every other ``upstream`` module may import this one.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import socket
@@ -185,6 +186,8 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, httpx2.HTTPStatusError):
         return http_status_text(exc.response.status_code, exc.response.reason_phrase,
                                 str(exc.request.url))
+    if isinstance(exc, httpx2.ProxyError):
+        return _proxy_refused(exc)
     if isinstance(exc, httpx2.ConnectError):
         return _connect_error(exc)
     if isinstance(exc, httpx2.ReadError | httpx2.WriteError) and not str(exc):
@@ -221,6 +224,10 @@ def http_status_text(status: int, reason: str, url: str) -> str:
                 "server's 'headers' (e.g. Authorization: \"Bearer ${TOKEN}\")")
     if status >= 500 and status != 501:  # 501: the method is not implemented there
         return f"{said}: the server failed; see its own logs"
+    if status == 407:  # a plain-http request's proxy (an https one's: _proxy_refused)
+        return (f"{said}: a proxy on the way asks the gateway for credentials; give its "
+                "user and password in HTTP_PROXY (as user:password@ before its host), or "
+                "list the server's host in NO_PROXY if it is reached directly")
     if status == 429:
         return f"{said}: the server is rate-limiting the gateway; try again later"
     return (f"{said}: not an MCP endpoint; check the path in 'url' (MCP servers usually "
@@ -294,6 +301,42 @@ def _tls_text(url: str, error: ssl.SSLError) -> str | None:
     return None
 
 
+def _proxy(url: str) -> tuple[str, str, bool] | None:
+    """The proxy the environment sends ``url``'s requests through (as httpx reads it):
+    its URL without credentials, the variable that named it, whether it had some."""
+    from fast_mcp_gateway._compat import env_proxy
+
+    try:
+        proxy = env_proxy(url) if url.startswith(("http://", "https://")) else None
+    except Exception:  # noqa: BLE001 - words only: no proxy named rather than none
+        return None
+    if proxy is None:
+        return None
+    parts = httpx2.URL(proxy)
+    scheme = url.partition(":")[0]
+    variable = (f"{scheme.upper()}_PROXY" if any(os.environ.get(name) for name in (
+        f"{scheme}_proxy", f"{scheme.upper()}_PROXY")) else "ALL_PROXY")
+    return (str(parts.copy_with(username=None, password=None)).rstrip("/"), variable,
+            bool(parts.userinfo))
+
+
+def _proxy_refused(exc: httpx2.ProxyError) -> str:
+    """A proxy's refusal to open the tunnel to the server (``CONNECT``'s status)."""
+    url, said = _request_url(exc), str(exc) or type(exc).__name__
+    proxy = _proxy(url)
+    if proxy is None:
+        return f"a proxy refused to connect the gateway to {url} ({said})"
+    where, variable, has_credentials = proxy
+    head = f"the proxy {where} ({variable}) refused to connect the gateway to {url} ({said})"
+    if said.startswith("407"):
+        fix = (f"the user and password in {variable} are not accepted; correct them"
+               if has_credentials else
+               f"give its user and password in {variable} (as user:password@ before its host)")
+    else:
+        fix = "ask its administrator to allow that host and port"
+    return f"{head}: {fix}, or list the server's host in NO_PROXY if it is reached directly"
+
+
 def _connect_error(exc: httpx2.ConnectError) -> str:
     url = _request_url(exc)
     for error in _chain(exc):
@@ -302,6 +345,14 @@ def _connect_error(exc: httpx2.ConnectError) -> str:
     root: BaseException | None = exc
     while root is not None and not (isinstance(root, OSError) and root.errno is not None):
         root = root.__cause__ or root.__context__
+    proxy = _proxy(url)
+    if proxy is not None:  # (the connection was the proxy's: the server is behind it)
+        where, variable, _ = proxy
+        detail = (root.strerror if isinstance(root, OSError) and root.strerror
+                  else str(exc) or type(exc).__name__)
+        return (f"cannot connect to the proxy {where} ({variable}) for {url}: {detail}; "
+                f"check that the proxy is running and {variable}, or list the server's "
+                "host in NO_PROXY if it is reached directly")
     if isinstance(root, ConnectionRefusedError):
         return (f"cannot connect to {url}: connection refused (nothing is listening on that "
                 "port); check that the server is running and the host and port in 'url'")

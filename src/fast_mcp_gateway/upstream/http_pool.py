@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 Progress = ProgressFnT
 
 MAX_IDLE = 32
-HEAD_LIMIT = 64 * 1024
+HEAD_LIMIT = 100 * 1024  # a response head read at most: httpx's (httpcore's h11 limit)
 
 
 class Declined(Exception):
@@ -177,12 +177,19 @@ class Pool:
 
             # described as "cannot connect to <url>: ..." (upstream/model.describe_error:
             # the same words as on the SDK's path, the certificate's advice included)
-            raise httpx2.ConnectError(f"{host}:{port}: {describe(exc)}", request=(
-                httpx2.Request("POST", self.url) if self.url else None)) from exc
+            raise httpx2.ConnectError(f"{host}:{port}: {describe(exc)}",
+                                      request=self.request()) from exc
         self.opened += 1
         conn = Connection(reader, writer)
         self.busy.add(conn)
         return conn
+
+    def request(self) -> Any:
+        """An ``httpx2.Request`` for ``url`` (``None``: none given), for the errors that
+        name the server (``model.describe_error`` reads its URL)."""
+        import httpx2
+
+        return httpx2.Request("POST", self.url) if self.url else None
 
     def release(self, conn: Connection, reusable: bool) -> None:
         self.busy.discard(conn)
@@ -238,6 +245,19 @@ class Pool:
 
 def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def failure(exc: BaseException) -> str:
+    """What a request's connection did instead of answering, in words."""
+    if isinstance(exc, asyncio.LimitOverrunError):  # (the head's lines, by the limit)
+        return (f"sent a response head larger than {HEAD_LIMIT // 1024} KiB (the most the "
+                "gateway reads, as on the SDK's path): the server needs fixing")
+    if isinstance(exc, asyncio.IncompleteReadError):
+        if exc.partial[:5] not in (b"", b"HTTP/"[:len(exc.partial)]):
+            return ("answered in something other than HTTP/1.1 (an HTTP/2-only server? "
+                    "the gateway speaks HTTP/1.1 to servers: enable HTTP/1.1 there)")
+        return "closed the connection before answering"
+    return describe(exc)
 
 
 def outcome(message: dict[str, Any]) -> dict[str, Any]:

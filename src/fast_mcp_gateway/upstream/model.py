@@ -190,8 +190,20 @@ def _describe(exc: BaseException) -> str:
         return _proxy_refused(exc)
     if isinstance(exc, httpx2.ConnectError):
         return _connect_error(exc)
+    for error in _chain(exc):  # a TLS alert read after the handshake, not on connect
+        if isinstance(error, ssl.SSLError) and (said := _tls_text(
+                _request_url(exc) if isinstance(exc, httpx2.RequestError) else "the server",
+                error)):
+            return said
     if isinstance(exc, httpx2.ReadError | httpx2.WriteError) and not str(exc):
         return _closed_without_answer(exc)
+    if isinstance(exc, httpx2.RemoteProtocolError) and str(exc).startswith(("illegal ",
+                                                                            "Receive buffer")):
+        what = ("sent a response head larger than 100 KiB (the most httpx reads): the "
+                "server needs fixing" if str(exc).startswith("Receive") else
+                "answered in something other than HTTP/1.1 (an HTTP/2-only server? the "
+                "gateway speaks HTTP/1.1 to servers: enable HTTP/1.1 there)")
+        return f"{_request_url(exc)} {what} ({exc})"
     if isinstance(exc, httpx2.TimeoutException):
         return (f"no answer from {_request_url(exc)} in time ({exc or type(exc).__name__}); "
                 "check that the server is up and reachable from this machine")
@@ -282,7 +294,9 @@ def _closed_without_answer(exc: httpx2.RequestError) -> str:
     plain-HTTP request (an ``http://`` URL for an ``https`` server) without a word."""
     url = _request_url(exc)
     tls = (" (a TLS server does so to a plain-HTTP request: if it serves https, write "
-           "https:// in 'url')" if url.startswith("http://") else "")
+           "https:// in 'url')" if url.startswith("http://") else
+           " (a TLS server asking for a client certificate, which the gateway does not "
+           "present, may do so too)" if url.startswith("https://") else "")
     return (f"{url} closed the connection without an answer{tls}; check that 'url' is "
             "the server's MCP endpoint, and the server's own logs")
 
@@ -298,6 +312,20 @@ def _tls_text(url: str, error: ssl.SSLError) -> str | None:
     if error.reason == "WRONG_VERSION_NUMBER":  # a plain-HTTP answer to the TLS hello
         return (f"cannot connect to {url}: the server does not speak TLS there (plain "
                 "HTTP?): write http:// in 'url', or the port of its https endpoint")
+    said = str(error).lower()
+    if "certificate required" in said:  # (TLS 1.3: read after the handshake)
+        return (f"{url} asks for a client certificate (mutual TLS), which the gateway "
+                "does not present: let the server accept the gateway without one (a token "
+                "in the server's 'headers', say)")
+    if "no application protocol" in said:  # ALPN: http/1.1 refused
+        return (f"cannot connect to {url}: the server refused HTTP/1.1 over TLS (an "
+                "HTTP/2-only server): the gateway speaks HTTP/1.1 to servers; enable "
+                "HTTP/1.1 there")
+    if "handshake failure" in said:  # TLS 1.2's answer to no client certificate, too
+        return (f"cannot connect to {url}: the server refused the TLS handshake "
+                f"({error.reason or said}): it may ask for a client certificate (mutual "
+                "TLS), which the gateway does not present, or TLS versions or ciphers "
+                "this machine's OpenSSL does not offer; see the server's TLS settings")
     return None
 
 

@@ -16,12 +16,14 @@ import ssl
 import subprocess
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import anyio
 import httpx2
 import pytest
 
+from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.upstream.http_tap import HttpTap
 from fast_mcp_gateway.upstream.model import describe_error
 from tests.test_http_tap_handshake import read_request
@@ -156,3 +158,27 @@ async def test_a_response_head_is_read_as_large_as_httpx_reads_it(ca: Ca) -> Non
     assert "sent a response head larger than 100 KiB" in describe_error(tapped)
     assert describe_error(sdk).startswith(
         f"{huge.url} sent a response head larger than 100 KiB"), describe_error(sdk)
+
+
+@pytest.mark.parametrize("content", [None, b"not a certificate"])
+async def test_an_ssl_cert_file_that_cannot_be_read_is_said_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: bytes | None) -> None:
+    """``SSL_CERT_FILE`` (what the certificate error asks for) naming no file, or no
+    certificates: every HTTP upstream's session fails to start (httpx loads it when the
+    session's client is made), and said "command not found: [Errno 2] No such file or
+    directory" (a ``FileNotFoundError``'s words) or OpenSSL's bare error."""
+    from fast_mcp_gateway.upstream.transports import _http_transport
+
+    path = tmp_path / "ca.pem"
+    if content is not None:
+        path.write_bytes(content)
+    monkeypatch.setenv("SSL_CERT_FILE", str(path))
+    transport = _http_transport()("https://127.0.0.1:1/mcp")
+    with pytest.raises(ConfigError) as caught:
+        async with transport.connect_session():
+            pass
+    said = describe_error(caught.value)
+    assert said.startswith(f"the gateway's environment: SSL_CERT_FILE={path} cannot be "
+                           "read as CA certificates ("), said
+    assert said.endswith("): give the path of a PEM file of CA certificates (the private "
+                         "CA's), or unset it for the system's CAs"), said

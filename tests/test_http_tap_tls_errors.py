@@ -182,3 +182,27 @@ async def test_an_ssl_cert_file_that_cannot_be_read_is_said_so(
                            "read as CA certificates ("), said
     assert said.endswith("): give the path of a PEM file of CA certificates (the private "
                          "CA's), or unset it for the system's CAs"), said
+
+
+async def test_a_tls_handshake_never_answered_is_a_connect_timeout(
+        ca: Ca, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that takes the connection and never answers the TLS hello: the tap gives
+    up as the SDK's client does (httpx's connect timeout, 30 s: ``ConnectTimeout``, the
+    session restarts), not at the call's deadline (each call timed out, the replica
+    stayed ready)."""
+    from fast_mcp_gateway.upstream import http_pool
+
+    monkeypatch.setattr(http_pool, "CONNECT_WITHIN", 0.5)
+    with socket.create_server(("127.0.0.1", 0)) as listener:  # (the kernel's accept only)
+        url = f"https://127.0.0.1:{listener.getsockname()[1]}/mcp"
+        tap = HttpTap(url, {}, cast(Any, _Modern()),
+                      tls=ssl.create_default_context(cafile=str(ca.ca)))
+        with pytest.raises(httpx2.ConnectTimeout) as caught:
+            await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 20})
+        await tap.aclose()
+        async with httpx2.AsyncClient(timeout=httpx2.Timeout(30, connect=0.5)) as client:
+            with pytest.raises(httpx2.ConnectTimeout) as sdk:
+                await client.post(url, json={})
+    for failed in (caught.value, sdk.value):
+        said = describe_error(failed)
+        assert said.startswith(f"no answer from {url} in time ("), said

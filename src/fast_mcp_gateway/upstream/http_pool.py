@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 Progress = ProgressFnT
 
 MAX_IDLE = 32
+CONNECT_WITHIN = 30.0  # a connection (its TLS handshake too) made within: the SDK client's
 HEAD_LIMIT = 100 * 1024  # a response head read at most: httpx's (httpcore's h11 limit)
 
 
@@ -169,9 +170,16 @@ class Pool:
                 return conn
             conn.close()  # closed by the server meanwhile, or idle too long
         try:  # (the TLS handshake, if any, is part of the open: paid once per connection)
-            reader, writer = await asyncio.open_connection(
-                host, port, limit=HEAD_LIMIT, ssl=self.tls,
-                server_hostname=host if self.tls is not None else None)
+            async with asyncio.timeout(CONNECT_WITHIN):
+                reader, writer = await asyncio.open_connection(
+                    host, port, limit=HEAD_LIMIT, ssl=self.tls,
+                    server_hostname=host if self.tls is not None else None)
+        except TimeoutError as exc:  # (as the SDK's client says it: the session restarts)
+            import httpx2
+
+            raise httpx2.ConnectTimeout(f"{host}:{port}: no connection (and TLS handshake) "
+                                        f"within {CONNECT_WITHIN:g} s",
+                                        request=self.request()) from exc
         except OSError as exc:  # (ssl.SSLError too: a certificate that does not verify)
             import httpx2
 

@@ -577,3 +577,18 @@ async def test_the_ssl_context_of_an_httpx_client_is_its_pools() -> None:
                           ssl.SSLContext)
     async with httpx2.AsyncClient(proxy="http://proxy.invalid:3128") as client:
         assert _compat.tls_context(client, "https://example.com/mcp") is None
+        assert not _compat.direct(client, "http://example.com/mcp")
+    async with httpx2.AsyncClient() as client:
+        assert _compat.direct(client, "http://example.com/mcp")
+
+
+def test_proxies_from_the_environment_are_matched_as_httpx_matches_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``env_proxied`` reads httpx's ``get_environment_proxies`` and ``URLPattern``."""
+    for key in ("ALL_PROXY", "all_proxy", "http_proxy", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", ".example.com")
+    assert _compat.env_proxied("https://example.com/mcp")
+    assert not _compat.env_proxied("https://www.example.com/mcp")
+    assert not _compat.env_proxied("http://example.com/mcp")

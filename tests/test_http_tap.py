@@ -397,6 +397,48 @@ def test_the_tap_applies_to_http_and_https_without_proxy_or_auth(
     assert tap_applies("http://upstream.internal/mcp", None)
 
 
+@pytest.mark.parametrize(("no_proxy", "url"), [
+    (".upstream.internal", "http://upstream.internal/mcp"),  # (its subdomains only)
+    (".localhost", "http://localhost:8000/mcp"),
+    ("127.0.0.1", "http://localhost:8000/mcp"),
+    ("upstream.internal:9000", "http://upstream.internal:8000/mcp"),
+    ("http://upstream.internal", "https://upstream.internal/mcp"),
+])
+def test_no_proxy_is_read_as_httpx_reads_it_where_it_keeps_the_proxy(
+        monkeypatch: pytest.MonkeyPatch, no_proxy: str, url: str) -> None:
+    """The tap goes straight to a server only where the SDK's client (httpx) would:
+    urllib's ``NO_PROXY`` matching (``.example.com`` is ``example.com`` too) sent the
+    tap past the proxy httpx sends the same server's requests through."""
+    for key in ("ALL_PROXY", "all_proxy", "http_proxy", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", no_proxy)
+    with httpx2.Client() as client:  # (httpx's own decision)
+        assert client._transport_for_url(httpx2.URL(url)) is not client._transport
+    assert proxied(url) and not tap_applies(url, None)
+
+
+@pytest.mark.parametrize(("no_proxy", "url"), [
+    ("127.0.0.0/8", "http://127.0.0.1:8000/mcp"),
+    ("upstream.internal:8000", "http://upstream.internal:8000/mcp"),
+    ("other.internal,*", "https://upstream.internal/mcp"),
+    (".internal", "https://upstream.internal/mcp"),
+])
+def test_no_proxy_is_read_as_httpx_reads_it_where_it_goes_straight(
+        monkeypatch: pytest.MonkeyPatch, no_proxy: str, url: str) -> None:
+    """... and serves the calls of a server httpx reaches straight (a CIDR, a
+    ``host:port``, a ``*`` among others: the tap stepped aside)."""
+    for key in ("ALL_PROXY", "all_proxy", "http_proxy", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", no_proxy)
+    with httpx2.Client() as client:
+        assert client._transport_for_url(httpx2.URL(url)) is client._transport
+    assert not proxied(url) and tap_applies(url, None)
+
+
 def test_headers_that_could_smuggle_lines_are_left_to_the_sdk() -> None:
     assert header_lines({"x-a": "1", "authorization": "Bearer t"}) == (
         b"x-a: 1\r\nauthorization: Bearer t\r\n")

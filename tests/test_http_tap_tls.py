@@ -15,6 +15,7 @@ import contextlib
 import datetime
 import ipaddress
 import json
+import os
 import select
 import socket
 import ssl
@@ -26,6 +27,7 @@ from typing import Any, cast
 import anyio
 import httpx2
 import pytest
+from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway.upstream.http_tap import HttpTap
 from fast_mcp_gateway.upstream.model import UpstreamState, describe_error
@@ -362,3 +364,50 @@ async def test_a_host_that_goes_away_cancels_the_https_upstream_request(
         outcomes = await host_leaves_mid_call(fast, up)
         assert [o.status for o in outcomes] == ["cancelled"]
         await goes_on_through_the_tap(fast)
+
+
+class _Hangs:
+    """A blocking HTTPS server in a thread that reads one POST and never answers nor
+    reads again (a hung server: no close_notify in return); ``fin`` is set when the
+    client's FIN (or reset) reaches its socket."""
+
+    def __init__(self, ca: Ca) -> None:
+        self.ctx = ca.server_context()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.fin = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        with contextlib.suppress(OSError):
+            raw, _ = self.listener.accept()
+            with self.ctx.wrap_socket(raw, server_side=True) as conn:
+                read_request(conn)
+                # Below TLS from here on: the client's close_notify is bytes like any,
+                # its FIN the end of them.
+                with socket.socket(fileno=os.dup(conn.fileno())) as tcp:
+                    with contextlib.suppress(ConnectionResetError):  # (a reset ends it too)
+                        while tcp.recv(65536):
+                            pass
+                    self.fin.set()
+
+    async def stop(self) -> None:
+        self.listener.close()
+        await anyio.to_thread.run_sync(self.thread.join, 30)
+
+
+async def test_a_tls_connection_closed_by_the_tap_is_let_go_at_once(ca: Ca) -> None:
+    """A call timed out on a hung server: its TLS connection is closed at once, as
+    httpx closes its own (asyncio's close waited up to 30 s for the server's
+    close_notify, keeping the socket: one per such call)."""
+    server = _Hangs(ca)
+    try:
+        tap = await _tls_tap(ca, server.port)
+        with pytest.raises(MCPError, match="Timed out"):
+            await tap.send_stamped("tools/call", {"name": "t"}, {"timeout": 0.2})
+        assert not tap._busy and not tap._idle
+        assert await anyio.to_thread.run_sync(server.fin.wait, 10)  # (it was 30 s)
+        await tap.aclose()
+    finally:
+        await server.stop()

@@ -70,8 +70,9 @@ __all__ = [
     "DECLARING", "NO_HOST", "PreferredToolServer", "RoundStates", "StateOnWrite",
     "TransportStreams", "aclose_all", "client_log_level", "close_pipe",
     "close_subprocess_transport", "connection_of", "create_process", "current_transport",
-    "deliver_message", "deliver_notification", "drain_stdout", "executable_command",
-    "http_session_owner", "lifespan", "low_level_server", "narrow_capabilities",
+    "deliver_message", "deliver_notification", "direct", "drain_stdout", "env_proxied",
+    "env_proxy", "executable_command", "http_session_owner", "lifespan", "low_level_server",
+    "narrow_capabilities",
     "narrowing_stamp", "negotiate_auto", "open_http_sessions", "parse_line",
     "pipe_writer", "principal_binding", "reword_auth_challenges", "send_raw_request",
     "session_closed", "stamp_request", "terminate_process_tree", "tls_context",
@@ -266,6 +267,45 @@ def session_closed(session: ClientSession) -> bool:
     return bool(cast(Any, session._dispatcher)._closed)
 
 
+def env_proxy(url: str) -> str | None:
+    """The proxy an ``httpx2`` client reading the environment (``trust_env``, the SDK's
+    client's default) sends requests for ``url`` through, or ``None``: ``ALL_PROXY``,
+    ``HTTP_PROXY``/``HTTPS_PROXY`` less ``NO_PROXY``, matched by httpx's own rules
+    (``get_environment_proxies``, ``URLPattern``: ``.example.com`` is not
+    ``example.com``, a CIDR or a ``host:port`` counts, ``*`` anywhere is every host),
+    which ``urllib``'s ``proxy_bypass`` does not share."""
+    import httpx2
+    from httpx2._utils import URLPattern, get_environment_proxies
+
+    target = httpx2.URL(url)
+    mounts = sorted(((URLPattern(key), proxy) for key, proxy in
+                     get_environment_proxies().items()), key=lambda mount: mount[0])
+    return next((proxy for pattern, proxy in mounts if pattern.matches(target)), None)
+
+
+def env_proxied(url: str) -> bool:
+    """Whether ``env_proxy`` has a proxy for ``url``."""
+    return env_proxy(url) is not None
+
+
+def _own_pool(client: Any, url: str) -> Any:
+    """The HTTP/1.1 connection pool ``client`` itself connects to ``url`` with; ``None``
+    for a proxy's, a custom transport, HTTP/2."""
+    import httpcore2
+    import httpx2
+
+    pool = getattr(client._transport_for_url(httpx2.URL(url)), "_pool", None)
+    if type(pool) is not httpcore2.AsyncConnectionPool or pool._http2:
+        return None
+    return pool
+
+
+def direct(client: Any, url: str) -> bool:
+    """Whether ``client`` (an ``httpx2.AsyncClient``) connects to ``url`` itself over
+    HTTP/1.1 (no proxy of its environment or its own, no custom transport)."""
+    return _own_pool(client, url) is not None
+
+
 def tls_context(client: Any, url: str) -> ssl.SSLContext | None:
     """The SSL context an ``httpx2.AsyncClient`` verifies the server at ``url`` with:
     its connection pool's for that URL (made from the client's ``verify`` and
@@ -273,10 +313,5 @@ def tls_context(client: Any, url: str) -> ssl.SSLContext | None:
     HTTP side door (``upstream/http_tap.py``) trusts what the session's client trusts.
     ``None`` where httpx would not connect through an HTTP/1.1 pool of its own (a proxy,
     a custom transport, HTTP/2): no side door there."""
-    import httpcore2
-    import httpx2
-
-    pool = getattr(client._transport_for_url(httpx2.URL(url)), "_pool", None)
-    if type(pool) is not httpcore2.AsyncConnectionPool or pool._http2:
-        return None
-    return pool._ssl_context
+    pool = _own_pool(client, url)
+    return None if pool is None else cast("ssl.SSLContext", pool._ssl_context)

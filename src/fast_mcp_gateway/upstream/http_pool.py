@@ -17,7 +17,6 @@ import json
 import logging
 import select
 import time
-import urllib.request
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
@@ -41,7 +40,8 @@ logger = logging.getLogger(__name__)
 Progress = ProgressFnT
 
 MAX_IDLE = 32
-HEAD_LIMIT = 64 * 1024
+CONNECT_WITHIN = 30.0  # a connection (its TLS handshake too) made within: the SDK client's
+HEAD_LIMIT = 100 * 1024  # a response head read at most: httpx's (httpcore's h11 limit)
 
 
 class Declined(Exception):
@@ -50,14 +50,14 @@ class Declined(Exception):
 
 
 def proxied(url: str) -> bool:
-    """Whether the environment routes ``url`` through a proxy (httpx would: ``ALL_PROXY``,
-    or ``HTTP_PROXY`` for an ``http`` URL, ``HTTPS_PROXY`` for an ``https`` one)."""
-    proxies = urllib.request.getproxies_environment()
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if not ({parts.scheme, "all"} & set(proxies)):
-        return False
-    return not urllib.request.proxy_bypass(host)
+    """Whether the environment routes ``url`` through a proxy, as the SDK's client
+    (httpx) reads it: ``ALL_PROXY``, or ``HTTP_PROXY`` for an ``http`` URL,
+    ``HTTPS_PROXY`` for an ``https`` one, less ``NO_PROXY`` by httpx's matching
+    (``_compat.env_proxied``; urllib's differs: ``NO_PROXY=.example.com`` sent the tap
+    straight to ``example.com``, which httpx sends through the proxy)."""
+    from fast_mcp_gateway._compat import env_proxied  # (httpx's, loaded when asked)
+
+    return env_proxied(url)
 
 
 def tap_applies(url: str, auth: Any) -> bool:
@@ -99,8 +99,18 @@ class Connection:
                 and not self.writer.is_closing() and not _readable(self.writer))
 
     def close(self) -> None:
+        """Closed at once.  A TLS connection is aborted, not closed: asyncio's close
+        sends close_notify and keeps the socket until the server's own close_notify,
+        up to 30 s (``ssl_shutdown_timeout``) -- a socket held per timed-out or
+        cancelled call against a server that does not answer (a hung one: every call
+        times out), and left unclosed when the gateway stops.  httpx's pool (the SDK's
+        path) closes its TLS connections so as well, without close_notify."""
         with contextlib.suppress(Exception):
-            self.writer.close()
+            transport = self.writer.transport
+            if transport.get_extra_info("sslcontext") is not None:
+                transport.abort()  # (the server sees the FIN: a cancellation still is one)
+            else:
+                self.writer.close()
 
 
 def _readable(writer: asyncio.StreamWriter) -> bool:
@@ -160,20 +170,34 @@ class Pool:
                 return conn
             conn.close()  # closed by the server meanwhile, or idle too long
         try:  # (the TLS handshake, if any, is part of the open: paid once per connection)
-            reader, writer = await asyncio.open_connection(
-                host, port, limit=HEAD_LIMIT, ssl=self.tls,
-                server_hostname=host if self.tls is not None else None)
+            async with asyncio.timeout(CONNECT_WITHIN):
+                reader, writer = await asyncio.open_connection(
+                    host, port, limit=HEAD_LIMIT, ssl=self.tls,
+                    server_hostname=host if self.tls is not None else None)
+        except TimeoutError as exc:  # (as the SDK's client says it: the session restarts)
+            import httpx2
+
+            raise httpx2.ConnectTimeout(f"{host}:{port}: no connection (and TLS handshake) "
+                                        f"within {CONNECT_WITHIN:g} s",
+                                        request=self.request()) from exc
         except OSError as exc:  # (ssl.SSLError too: a certificate that does not verify)
             import httpx2
 
             # described as "cannot connect to <url>: ..." (upstream/model.describe_error:
             # the same words as on the SDK's path, the certificate's advice included)
-            raise httpx2.ConnectError(f"{host}:{port}: {describe(exc)}", request=(
-                httpx2.Request("POST", self.url) if self.url else None)) from exc
+            raise httpx2.ConnectError(f"{host}:{port}: {describe(exc)}",
+                                      request=self.request()) from exc
         self.opened += 1
         conn = Connection(reader, writer)
         self.busy.add(conn)
         return conn
+
+    def request(self) -> Any:
+        """An ``httpx2.Request`` for ``url`` (``None``: none given), for the errors that
+        name the server (``model.describe_error`` reads its URL)."""
+        import httpx2
+
+        return httpx2.Request("POST", self.url) if self.url else None
 
     def release(self, conn: Connection, reusable: bool) -> None:
         self.busy.discard(conn)
@@ -229,6 +253,19 @@ class Pool:
 
 def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def failure(exc: BaseException) -> str:
+    """What a request's connection did instead of answering, in words."""
+    if isinstance(exc, asyncio.LimitOverrunError):  # (the head's lines, by the limit)
+        return (f"sent a response head larger than {HEAD_LIMIT // 1024} KiB (the most the "
+                "gateway reads, as on the SDK's path): the server needs fixing")
+    if isinstance(exc, asyncio.IncompleteReadError):
+        if exc.partial[:5] not in (b"", b"HTTP/"[:len(exc.partial)]):
+            return ("answered in something other than HTTP/1.1 (an HTTP/2-only server? "
+                    "the gateway speaks HTTP/1.1 to servers: enable HTTP/1.1 there)")
+        return "closed the connection before answering"
+    return describe(exc)
 
 
 def outcome(message: dict[str, Any]) -> dict[str, Any]:

@@ -99,6 +99,7 @@ from fast_mcp_gateway.upstream.http_pool import (
     cancel_reason,
     describe,
     drained,
+    failure,
     header_lines,
     json_error,
     outcome,
@@ -332,13 +333,12 @@ class HttpTap:
                 ValueError) as exc:
             if self._closed:
                 raise MCPError(code=types.CONNECTION_CLOSED, message="Connection closed") from exc
-            what = ("closed the connection before answering"
-                    if isinstance(exc, asyncio.IncompleteReadError) else describe(exc))
+            said, asked = f"HTTP upstream {self._where} {failure(exc)}", self.pool.request()
             if conn is not None and response is None:
                 if conn.idled is None:  # just opened: no idle close, the server's fault
-                    raise httpx2.ReadError(f"HTTP upstream {self._where} {what}") from exc
+                    raise httpx2.ReadError(said, request=asked) from exc
                 self.pool.lost(conn, exc, self._where)  # closed for being idle: learned
-            raise ConnectionDropped(f"HTTP upstream {self._where} {what}") from exc
+            raise ConnectionDropped(said, request=asked) from exc
         finally:
             deadline.stop()
             if conn is not None:  # cancelled, timed out, failed or not keep-alive: closing

@@ -15,6 +15,7 @@ fastmcp's own, given through a ``TransportFactory``: the supervisor runs any
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -24,7 +25,8 @@ from mcp import ClientSession
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
-from fast_mcp_gateway._compat import tls_context
+from fast_mcp_gateway._compat import direct, tls_context
+from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.upstream.framing import DEFAULT_MAX_MESSAGE_BYTES
 from fast_mcp_gateway.upstream.http_idle import IdleBound
 from fast_mcp_gateway.upstream.http_pool import kept_alive
@@ -80,6 +82,20 @@ class _UrlTransport(_TransportBase):
         return cls
 
     def _client(self, **timeout: Any) -> httpx2.AsyncClient:
+        try:
+            return self._new_client(**timeout)
+        except OSError as exc:  # (ssl.SSLError too) httpx loads SSL_CERT_FILE here
+            cafile = os.environ.get("SSL_CERT_FILE")
+            if not cafile:
+                raise
+            # (it read "command not found: [Errno 2] ...": a FileNotFoundError's words)
+            raise ConfigError.single(
+                "the gateway's environment", None, None,
+                f"SSL_CERT_FILE={cafile} cannot be read as CA certificates "
+                f"({exc.strerror or exc}): give the path of a PEM file of CA certificates "
+                "(the private CA's), or unset it for the system's CAs") from None
+
+    def _new_client(self, **timeout: Any) -> httpx2.AsyncClient:
         if self.httpx_client_factory is None:
             timeout.setdefault("timeout", httpx2.Timeout(30.0, read=300.0))
             idle = self._idle()
@@ -142,8 +158,11 @@ class FastHttpTransport(_UrlTransport):
             session = await stack.enter_async_context(
                 session_class(read_stream, write_stream, **session_kwargs))
             tls = tls_context(client, self.url) if self.url.startswith("https:") else None
+            # (only where the client itself goes straight to the server: its proxy
+            # and NO_PROXY, a factory's mounts or transport, are the client's to apply)
             tap = self.tap = tap_for(self.url, self.headers, self.auth, session,
-                                     self.max_message_bytes, end, self._idle(), tls)
+                                     self.max_message_bytes, end, self._idle(),
+                                     tls) if direct(client, self.url) else None
             self.end = end
             try:
                 yield session

@@ -6,6 +6,7 @@ No I/O and no session here; every other ``upstream`` module may import this one.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import socket
@@ -185,10 +186,24 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, httpx2.HTTPStatusError):
         return http_status_text(exc.response.status_code, exc.response.reason_phrase,
                                 str(exc.request.url))
+    if isinstance(exc, httpx2.ProxyError):
+        return _proxy_refused(exc)
     if isinstance(exc, httpx2.ConnectError):
         return _connect_error(exc)
+    for error in _chain(exc):  # a TLS alert read after the handshake, not on connect
+        if isinstance(error, ssl.SSLError) and (said := _tls_text(
+                _request_url(exc) if isinstance(exc, httpx2.RequestError) else "the server",
+                error)):
+            return said
     if isinstance(exc, httpx2.ReadError | httpx2.WriteError) and not str(exc):
         return _closed_without_answer(exc)
+    if isinstance(exc, httpx2.RemoteProtocolError) and str(exc).startswith(("illegal ",
+                                                                            "Receive buffer")):
+        what = ("sent a response head larger than 100 KiB (the most httpx reads): the "
+                "server needs fixing" if str(exc).startswith("Receive") else
+                "answered in something other than HTTP/1.1 (an HTTP/2-only server? the "
+                "gateway speaks HTTP/1.1 to servers: enable HTTP/1.1 there)")
+        return f"{_request_url(exc)} {what} ({exc})"
     if isinstance(exc, httpx2.TimeoutException):
         return (f"no answer from {_request_url(exc)} in time ({exc or type(exc).__name__}); "
                 "check that the server is up and reachable from this machine")
@@ -221,6 +236,10 @@ def http_status_text(status: int, reason: str, url: str) -> str:
                 "server's 'headers' (e.g. Authorization: \"Bearer ${TOKEN}\")")
     if status >= 500 and status != 501:  # 501: the method is not implemented there
         return f"{said}: the server failed; see its own logs"
+    if status == 407:  # a plain-http request's proxy (an https one's: _proxy_refused)
+        return (f"{said}: a proxy on the way asks the gateway for credentials; give its "
+                "user and password in HTTP_PROXY (as user:password@ before its host), or "
+                "list the server's host in NO_PROXY if it is reached directly")
     if status == 429:
         return f"{said}: the server is rate-limiting the gateway; try again later"
     return (f"{said}: not an MCP endpoint; check the path in 'url' (MCP servers usually "
@@ -275,7 +294,9 @@ def _closed_without_answer(exc: httpx2.RequestError) -> str:
     plain-HTTP request (an ``http://`` URL for an ``https`` server) without a word."""
     url = _request_url(exc)
     tls = (" (a TLS server does so to a plain-HTTP request: if it serves https, write "
-           "https:// in 'url')" if url.startswith("http://") else "")
+           "https:// in 'url')" if url.startswith("http://") else
+           " (a TLS server asking for a client certificate, which the gateway does not "
+           "present, may do so too)" if url.startswith("https://") else "")
     return (f"{url} closed the connection without an answer{tls}; check that 'url' is "
             "the server's MCP endpoint, and the server's own logs")
 
@@ -291,7 +312,57 @@ def _tls_text(url: str, error: ssl.SSLError) -> str | None:
     if error.reason == "WRONG_VERSION_NUMBER":  # a plain-HTTP answer to the TLS hello
         return (f"cannot connect to {url}: the server does not speak TLS there (plain "
                 "HTTP?): write http:// in 'url', or the port of its https endpoint")
+    said = str(error).lower()
+    if "certificate required" in said:  # (TLS 1.3: read after the handshake)
+        return (f"{url} asks for a client certificate (mutual TLS), which the gateway "
+                "does not present: let the server accept the gateway without one (a token "
+                "in the server's 'headers', say)")
+    if "no application protocol" in said:  # ALPN: http/1.1 refused
+        return (f"cannot connect to {url}: the server refused HTTP/1.1 over TLS (an "
+                "HTTP/2-only server): the gateway speaks HTTP/1.1 to servers; enable "
+                "HTTP/1.1 there")
+    if "handshake failure" in said:  # TLS 1.2's answer to no client certificate, too
+        return (f"cannot connect to {url}: the server refused the TLS handshake "
+                f"({error.reason or said}): it may ask for a client certificate (mutual "
+                "TLS), which the gateway does not present, or TLS versions or ciphers "
+                "this machine's OpenSSL does not offer; see the server's TLS settings")
     return None
+
+
+def _proxy(url: str) -> tuple[str, str, bool] | None:
+    """The proxy the environment sends ``url``'s requests through (as httpx reads it):
+    its URL without credentials, the variable that named it, whether it had some."""
+    from fast_mcp_gateway._compat import env_proxy
+
+    try:
+        proxy = env_proxy(url) if url.startswith(("http://", "https://")) else None
+    except Exception:  # noqa: BLE001 - words only: no proxy named rather than none
+        return None
+    if proxy is None:
+        return None
+    parts = httpx2.URL(proxy)
+    scheme = url.partition(":")[0]
+    variable = (f"{scheme.upper()}_PROXY" if any(os.environ.get(name) for name in (
+        f"{scheme}_proxy", f"{scheme.upper()}_PROXY")) else "ALL_PROXY")
+    return (str(parts.copy_with(username=None, password=None)).rstrip("/"), variable,
+            bool(parts.userinfo))
+
+
+def _proxy_refused(exc: httpx2.ProxyError) -> str:
+    """A proxy's refusal to open the tunnel to the server (``CONNECT``'s status)."""
+    url, said = _request_url(exc), str(exc) or type(exc).__name__
+    proxy = _proxy(url)
+    if proxy is None:
+        return f"a proxy refused to connect the gateway to {url} ({said})"
+    where, variable, has_credentials = proxy
+    head = f"the proxy {where} ({variable}) refused to connect the gateway to {url} ({said})"
+    if said.startswith("407"):
+        fix = (f"the user and password in {variable} are not accepted; correct them"
+               if has_credentials else
+               f"give its user and password in {variable} (as user:password@ before its host)")
+    else:
+        fix = "ask its administrator to allow that host and port"
+    return f"{head}: {fix}, or list the server's host in NO_PROXY if it is reached directly"
 
 
 def _connect_error(exc: httpx2.ConnectError) -> str:
@@ -302,6 +373,14 @@ def _connect_error(exc: httpx2.ConnectError) -> str:
     root: BaseException | None = exc
     while root is not None and not (isinstance(root, OSError) and root.errno is not None):
         root = root.__cause__ or root.__context__
+    proxy = _proxy(url)
+    if proxy is not None:  # (the connection was the proxy's: the server is behind it)
+        where, variable, _ = proxy
+        detail = (root.strerror if isinstance(root, OSError) and root.strerror
+                  else str(exc) or type(exc).__name__)
+        return (f"cannot connect to the proxy {where} ({variable}) for {url}: {detail}; "
+                f"check that the proxy is running and {variable}, or list the server's "
+                "host in NO_PROXY if it is reached directly")
     if isinstance(root, ConnectionRefusedError):
         return (f"cannot connect to {url}: connection refused (nothing is listening on that "
                 "port); check that the server is running and the host and port in 'url'")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, TypeAlias
 
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.upstream.session import RelaySession
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from fast_mcp_gateway.upstream.http_transports import FastHttpTransport, FastSseTransport
     from fast_mcp_gateway.upstream.stdio_tap import RawTap
 
-    SideDoor = RawTap | HttpTap
+    SideDoor: TypeAlias = RawTap | HttpTap
     """A live session's raw ``tools/call`` path beside it (``transport.tap``): the
     express lanes' requests skip the SDK's client stack there."""
 

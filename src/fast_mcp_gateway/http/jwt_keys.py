@@ -1,0 +1,86 @@
+"""A JWT signed with a key its issuer has just published is verified, not refused.
+
+FastMCP's ``JWTVerifier`` fetches ``jwks_uri`` again for a key id it does not hold, but
+at most every 30 s (its ``jwks_refresh_interval``, counted from its last fetch): a JWT
+signed with a key published less than 30 s after that fetch was refused.  Tried as a
+team would (trial13): the identity provider's keys rotated 20 s after a gateway's first
+JWT, and that gateway refused every JWT of the new key until the 30 s were over, its log
+saying that ``jwks_uri`` "has a key 'k2', but the signature does not match it: the JWT
+was altered" -- while the other gateway, whose last fetch was older, took them.
+
+``KeyRotation.retry`` verifies such a JWT once more with a verifier of its own, whose
+keys are fetched now, and the gateway keeps that verifier when it takes the JWT.  Only
+a JWT whose claims pass every other rule (its refusal is the signature's) and whose key
+id no JWT taken by the running verifier had is tried again (a key the verifier holds
+needs no fetch), at most once every ``RETRY_EVERY`` seconds, so a flood of forged key ids
+fetches ``jwks_uri`` no more often than that.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastmcp.server.auth import AccessToken
+    from fastmcp.server.auth.providers.jwt import JWTVerifier
+
+logger = logging.getLogger("fast_mcp_gateway.http.auth")
+
+RETRY_EVERY = 5.0  # seconds between two fetches of jwks_uri for a key id not yet seen
+MAX_KIDS = 64  # key ids remembered; an issuer publishes a handful
+
+
+def key_id(token: str) -> str | None:
+    """The ``kid`` of a JWT's header (unverified: only to decide whether to fetch)."""
+    head = token.partition(".")[0]
+    try:
+        header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    except (ValueError, RecursionError):
+        return None
+    kid = header.get("kid") if isinstance(header, dict) else None
+    return kid if isinstance(kid, str) and len(kid) <= 256 else None
+
+
+class KeyRotation:
+    """Whether, and with what, to verify a refused JWT again (see the module docstring).
+    ``make`` builds a verifier of the running settings; ``clock`` is monotonic."""
+
+    def __init__(self, make: Callable[[], JWTVerifier], *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._make = make
+        self._clock = clock
+        self._last: float | None = None
+        self._known: dict[str, None] = {}  # key ids of JWTs the running verifier took
+
+    def taken(self, token: str) -> None:
+        """The running verifier took ``token``: it holds its key."""
+        kid = key_id(token)
+        if kid is not None and kid not in self._known:
+            self._known[kid] = None
+            while len(self._known) > MAX_KIDS:
+                del self._known[next(iter(self._known))]
+
+    async def retry(self, token: str) -> tuple[JWTVerifier, AccessToken] | None:
+        """A verifier of freshly fetched keys and ``token`` as it verified it, or None
+        (not tried, or refused again)."""
+        kid = key_id(token)
+        if kid is None or kid in self._known:
+            return None
+        now = self._clock()
+        if self._last is not None and now - self._last < RETRY_EVERY:
+            return None
+        self._last = now
+        fresh = self._make()
+        verified = await fresh.verify_token(token)
+        if verified is None:
+            return None
+        logger.info("gateway.auth.jwt: a JWT names the key %r, which jwks_uri published "
+                    "after this gateway last fetched it (the issuer's keys rotated): "
+                    "fetched them again", kid)
+        self._known = {kid: None}
+        return fresh, verified

@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 from fastmcp.server.auth.providers.jwt import RSAKeyPair
@@ -116,15 +117,37 @@ async def test_unknown_key_ids_fetch_the_keys_at_most_every_few_seconds(idp: Idp
     pair = idp.add("k1")
     now = [1000.0]
     rotation = KeyRotation(lambda: _jwt_verifier(_config(idp)), clock=lambda: now[0])
+    running = _jwt_verifier(_config(idp))
     stranger = RSAKeyPair.generate()
-    assert await rotation.retry(_jwt(stranger, "x1")) is None
+    assert await rotation.retry(_jwt(stranger, "x1"), running) is None
     assert idp.fetches == 1
     for n in range(5):
-        assert await rotation.retry(_jwt(stranger, f"y{n}")) is None
+        assert await rotation.retry(_jwt(stranger, f"y{n}"), running) is None
     assert idp.fetches == 1  # within RETRY_EVERY: not fetched again
     now[0] += RETRY_EVERY
-    taken = await rotation.retry(_jwt(pair, "k1"))
+    taken = await rotation.retry(_jwt(pair, "k1"), running)
     assert taken is not None and taken[1].client_id == "carol" and idp.fetches == 2
     now[0] += RETRY_EVERY
-    assert await rotation.retry(_jwt(stranger, "k1")) is None  # k1 is held: no fetch
+    assert await rotation.retry(_jwt(stranger, "k1"), taken[0]) is None  # k1 held: no fetch
     assert idp.fetches == 2
+
+
+async def test_jwts_of_a_new_key_arriving_together_share_one_fetch(idp: Idp) -> None:
+    """Hosts of a busy gateway bring JWTs of the new key at once: the first fetched the
+    keys, and the others, refused by the running verifier meanwhile, were refused again
+    as "fetched too recently".  They wait for that fetch and are verified with it."""
+    idp.add("k1")
+    running = _jwt_verifier(_config(idp))
+    rotation = KeyRotation(lambda: _jwt_verifier(_config(idp)))
+    second = idp.add("k2")
+    results: list[Any] = []
+
+    async def one(n: int) -> None:
+        results.append(await rotation.retry(_jwt(second, "k2", f"user{n}"), running))
+
+    async with anyio.create_task_group() as tg:
+        for n in range(6):
+            tg.start_soon(one, n)
+    assert all(r is not None for r in results), results
+    assert sorted(r[1].client_id for r in results) == [f"user{n}" for n in range(6)]
+    assert idp.fetches == 1

@@ -346,7 +346,7 @@ class GatewayVerifier(TokenVerifier):
         verified = await self._jwt.verify_token(token)
         if verified is None and self._rotation is not None and jwt_refusals.diagnose(
                 token, self._jwt_config, now).cause == "signature":
-            fresh = await self._rotation.retry(token)  # a key published since its fetch?
+            fresh = await self._rotation.retry(token, self._jwt)  # a key published since?
             if fresh is not None:
                 self._jwt, verified = fresh
         if verified is None:

@@ -13,7 +13,9 @@ keys are fetched now, and the gateway keeps that verifier when it takes the JWT.
 a JWT whose claims pass every other rule (its refusal is the signature's) and whose key
 id no JWT taken by the running verifier had is tried again (a key the verifier holds
 needs no fetch), at most once every ``RETRY_EVERY`` seconds, so a flood of forged key ids
-fetches ``jwks_uri`` no more often than that.
+fetches ``jwks_uri`` no more often than that.  Retries take turns: JWTs of the new key
+arriving together (every host of a busy gateway after a rotation) wait for the one fetch
+and are verified with its keys, instead of being refused as fetched too recently.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+import anyio
 
 if TYPE_CHECKING:
     from fastmcp.server.auth import AccessToken
@@ -56,6 +60,8 @@ class KeyRotation:
         self._clock = clock
         self._last: float | None = None
         self._known: dict[str, None] = {}  # key ids of JWTs the running verifier took
+        self._latest: JWTVerifier | None = None  # the last verifier ``retry`` gave
+        self._turns = anyio.Lock()
 
     def taken(self, token: str) -> None:
         """The running verifier took ``token``: it holds its key."""
@@ -65,22 +71,31 @@ class KeyRotation:
             while len(self._known) > MAX_KIDS:
                 del self._known[next(iter(self._known))]
 
-    async def retry(self, token: str) -> tuple[JWTVerifier, AccessToken] | None:
+    async def retry(self, token: str, used: JWTVerifier
+                    ) -> tuple[JWTVerifier, AccessToken] | None:
         """A verifier of freshly fetched keys and ``token`` as it verified it, or None
-        (not tried, or refused again)."""
+        (not tried, or refused again).  ``used``: the verifier that refused it."""
         kid = key_id(token)
-        if kid is None or kid in self._known:
+        if kid is None:
             return None
-        now = self._clock()
-        if self._last is not None and now - self._last < RETRY_EVERY:
-            return None
-        self._last = now
-        fresh = self._make()
-        verified = await fresh.verify_token(token)
-        if verified is None:
-            return None
+        async with self._turns:
+            if kid in self._known:  # fetched meanwhile, or held by the verifier
+                latest = self._latest
+                if latest is None or latest is used:
+                    return None
+                again = await latest.verify_token(token)
+                return None if again is None else (latest, again)
+            now = self._clock()
+            if self._last is not None and now - self._last < RETRY_EVERY:
+                return None
+            self._last = now
+            fresh = self._make()
+            verified = await fresh.verify_token(token)
+            if verified is None:
+                return None
+            self._known = {kid: None}
+            self._latest = fresh
         logger.info("gateway.auth.jwt: a JWT names the key %r, which jwks_uri published "
                     "after this gateway last fetched it (the issuer's keys rotated): "
                     "fetched them again", kid)
-        self._known = {kid: None}
         return fresh, verified

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -25,7 +26,7 @@ from joserfc.jwk import RSAKey
 
 from fast_mcp_gateway.config.auth import JwtConfig
 from fast_mcp_gateway.http.auth import _jwt_verifier
-from fast_mcp_gateway.http.jwt_keys import RETRY_EVERY, KeyRotation
+from fast_mcp_gateway.http.jwt_keys import KEYS_MAX_AGE, RETRY_EVERY, KeyRotation
 from tests.test_jwt_refusals import AUDIENCE, ISSUER
 from tests.test_rest import demo, serving
 
@@ -151,3 +152,26 @@ async def test_jwts_of_a_new_key_arriving_together_share_one_fetch(idp: Idp) -> 
     assert all(r is not None for r in results), results
     assert sorted(r[1].client_id for r in results) == [f"user{n}" for n in range(6)]
     assert idp.fetches == 1
+
+
+async def test_a_key_the_issuer_withdrew_is_refused_within_minutes(idp: Idp) -> None:
+    """The identity provider removed a (compromised) key from its JWKS: new JWTs signed
+    with it went on being taken for up to an hour, FastMCP's verifier keeping the keys it
+    fetched that long, while the gateway's code said a minute.  Once its keys are
+    ``KEYS_MAX_AGE`` old they are fetched again."""
+    from fast_mcp_gateway.config.auth import AuthConfig
+    from fast_mcp_gateway.http.auth import GatewayVerifier
+
+    old = idp.add("k1")
+    kept = idp.add("k2")
+    now = [time.time()]
+    verifier = GatewayVerifier(AuthConfig(jwt=_config(idp)), clock=lambda: now[0])
+    assert await verifier.verify_token(_jwt(old, "k1", "ann")) is not None
+    idp.keys = [key for key in idp.keys if key["kid"] != "k1"]  # withdrawn
+    now[0] += KEYS_MAX_AGE - 1
+    assert idp.fetches == 1
+    assert await verifier.verify_token(_jwt(old, "k1", "ben")) is not None  # the bound
+    now[0] += 1
+    assert await verifier.verify_token(_jwt(old, "k1", "cy")) is None
+    assert idp.fetches >= 2  # fetched again (the refusal's log may fetch once more)
+    assert await verifier.verify_token(_jwt(kept, "k2", "dee")) is not None  # kept key

@@ -65,7 +65,7 @@ from fast_mcp_gateway.telemetry.redaction import SECRETS
 if TYPE_CHECKING:  # loaded with the first gateway.auth.jwt (joserfc's JWT and JWE)
     from fastmcp.server.auth.providers.jwt import JWTVerifier
 
-JWT_CACHE_SECONDS = 60.0  # a key dropped from the JWKS stops a cached JWT within this
+JWT_CACHE_SECONDS = 60.0  # past jwt_keys.KEYS_MAX_AGE, a key dropped from the JWKS
 JWT_CACHE_SIZE = 4096
 REMOVED_TOKENS = 1024  # digests of static tokens reloads removed, remembered for the 401's words
 
@@ -170,8 +170,8 @@ class GatewayVerifier(TokenVerifier):
             self._probe = (JwksProbe(config.jwt.jwks_uri) if config.jwt is not None
                            and config.jwt.jwks_uri else None)
             jwt = config.jwt
-            self._rotation = (KeyRotation(lambda: _jwt_verifier(jwt)) if jwt is not None
-                              and jwt.jwks_uri else None)
+            self._rotation = (KeyRotation(lambda: _jwt_verifier(jwt), clock=self._clock)
+                              if jwt is not None and jwt.jwks_uri else None)
         self._jwt_config = config.jwt
         # digest -> (verified token, wall-clock time it stops being served from here);
         # emptied on every change: a JWT accepted under the old settings is checked again.
@@ -343,6 +343,8 @@ class GatewayVerifier(TokenVerifier):
             if now < cached[1]:
                 return cached[0]
             del self._jwt_cache[digest]
+        if self._rotation is not None:
+            self._jwt = self._rotation.running(self._jwt)  # its keys at most minutes old
         verified = await self._jwt.verify_token(token)
         if verified is None and self._rotation is not None and jwt_refusals.diagnose(
                 token, self._jwt_config, now).cause == "signature":

@@ -1,4 +1,5 @@
-"""A JWT signed with a key its issuer has just published is verified, not refused.
+"""The issuer's keys as they are now: a JWT of a key just published is taken, one of a
+key the issuer withdrew is refused within ``KEYS_MAX_AGE``.
 
 FastMCP's ``JWTVerifier`` fetches ``jwks_uri`` again for a key id it does not hold, but
 at most every 30 s (its ``jwks_refresh_interval``, counted from its last fetch): a JWT
@@ -16,6 +17,13 @@ needs no fetch), at most once every ``RETRY_EVERY`` seconds, so a flood of forge
 fetches ``jwks_uri`` no more often than that.  Retries take turns: JWTs of the new key
 arriving together (every host of a busy gateway after a rotation) wait for the one fetch
 and are verified with its keys, instead of being refused as fetched too recently.
+
+The other way round, FastMCP's verifier keeps the keys it fetched for an hour (its cache
+TTL, not a setting): a key the issuer removed from ``jwks_uri`` -- a compromised one --
+went on verifying new JWTs for up to an hour, while the gateway's JWT cache was said to
+bound it to a minute (trial13).  ``KeyRotation.running`` replaces the running verifier
+by one of its own settings once it is ``KEYS_MAX_AGE`` old, so the keys are fetched again
+(at the next JWT: one fetch per ``KEYS_MAX_AGE`` while JWTs come).
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("fast_mcp_gateway.http.auth")
 
 RETRY_EVERY = 5.0  # seconds between two fetches of jwks_uri for a key id not yet seen
+KEYS_MAX_AGE = 300.0  # seconds a verifier's fetched keys are used before a fresh fetch
 MAX_KIDS = 64  # key ids remembered; an issuer publishes a handful
 
 
@@ -52,16 +61,31 @@ def key_id(token: str) -> str | None:
 
 class KeyRotation:
     """Whether, and with what, to verify a refused JWT again (see the module docstring).
-    ``make`` builds a verifier of the running settings; ``clock`` is monotonic."""
+    ``make`` builds a verifier of the running settings; ``clock`` tells seconds."""
 
     def __init__(self, make: Callable[[], JWTVerifier], *,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._make = make
         self._clock = clock
         self._last: float | None = None
+        self._running: JWTVerifier | None = None
+        self._made = 0.0  # when ``_running`` was first used
         self._known: dict[str, None] = {}  # key ids of JWTs the running verifier took
         self._latest: JWTVerifier | None = None  # the last verifier ``retry`` gave
         self._turns = anyio.Lock()
+
+    def running(self, current: JWTVerifier) -> JWTVerifier:
+        """The verifier to use now: ``current``, or a fresh one (its keys fetched again
+        at its first JWT) once ``current`` is ``KEYS_MAX_AGE`` old."""
+        now = self._clock()
+        if current is not self._running:
+            self._running, self._made = current, now
+        elif now - self._made >= KEYS_MAX_AGE:
+            self._running, self._made = self._make(), now
+            self._known.clear()  # the fresh verifier holds no key yet
+            self._latest = None
+            self._last = now  # it fetches at once: no retry needs to fetch again
+        return self._running
 
     def taken(self, token: str) -> None:
         """The running verifier took ``token``: it holds its key."""

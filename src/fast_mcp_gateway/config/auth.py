@@ -229,9 +229,11 @@ def auth_changes(old: AuthConfig | None, new: AuthConfig | None) -> str | None:
     after = {t.digest: t for t in new.tokens}
     added = [t.name for d, t in after.items() if d not in before]
     removed = [t.name for d, t in before.items() if d not in after]
+    kept = {t.name for d, t in after.items() if d in before}  # a rotation's new token
     parts = [f"{what}: {', '.join(names)}" for what, names in (
         ("token(s) added", [n for n in added if n not in removed]),
-        ("token(s) removed", [n for n in removed if n not in added]),
+        ("token(s) removed", [n + (" (a token of that name stays)" if n in kept else "")
+                              for n in removed if n not in added]),
         ("token(s) replaced (the old one is refused)", [n for n in added if n in removed]),
         ("given other scopes or servers", [
             t.name for d, t in after.items()

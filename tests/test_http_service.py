@@ -107,15 +107,21 @@ def jwt_verifier(uri: str, clock: Any, size: int = 4096) -> tuple[GatewayVerifie
                                                 "audience": "mcp-gateway"}})
     verifier = GatewayVerifier(config, clock=clock, jwt_cache_size=size)
     checked: list[str] = []
-    inner = verifier._jwt
-    assert inner is not None
-    real = inner.verify_token
 
-    async def spy(token: str) -> Any:
-        checked.append(token)
-        return await real(token)
+    def spied(inner: Any) -> Any:
+        real = inner.verify_token
 
-    inner.verify_token = spy  # type: ignore[method-assign]
+        async def spy(token: str) -> Any:
+            checked.append(token)
+            return await real(token)
+
+        inner.verify_token = spy
+        return inner
+
+    assert verifier._jwt is not None and verifier._rotation is not None
+    spied(verifier._jwt)
+    make = verifier._rotation._make  # the fresh verifiers of later keys too (jwt_keys)
+    verifier._rotation._make = lambda: spied(make())
     return verifier, checked
 
 

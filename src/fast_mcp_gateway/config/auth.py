@@ -187,10 +187,19 @@ class AuthConfig(_Strict):
     def _usable(self) -> AuthConfig:
         if not self.tokens and self.jwt is None:
             raise ValueError("auth needs 'tokens' or 'jwt' (or leave 'auth' out)")
-        names = [t.name for t in self.tokens]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"token names must be unique; repeated: {', '.join(dupes)}")
+        # One name may hold several tokens, as a rotation needs (the new token next to the
+        # old until every host uses it): the name is the caller (records, audit, own
+        # calls, sessions), so its tokens must grant the same.
+        reach: dict[str, tuple[frozenset[str], frozenset[str] | None]] = {}
+        for t in self.tokens:
+            grants = (frozenset(t.scopes), None if t.servers is None else frozenset(t.servers))
+            if reach.setdefault(t.name, grants) != grants:
+                raise ValueError(
+                    f"token name '{t.name}' is repeated with other scopes or servers: one "
+                    "name is one caller (audit and call records, its own calls, its "
+                    "sessions), so its entries -- the old and the new token of a rotation "
+                    "-- must have the same scopes and servers; give the other token its "
+                    "own name")
         digests = [t.digest for t in self.tokens]
         if len(set(digests)) != len(digests):
             raise ValueError("two token entries have the same token; give each its own")
@@ -218,9 +227,14 @@ def auth_changes(old: AuthConfig | None, new: AuthConfig | None) -> str | None:
         return "the section was added" if old is None else "the section was removed"
     before = {t.digest: t for t in old.tokens}
     after = {t.digest: t for t in new.tokens}
+    added = [t.name for d, t in after.items() if d not in before]
+    removed = [t.name for d, t in before.items() if d not in after]
+    kept = {t.name for d, t in after.items() if d in before}  # a rotation's new token
     parts = [f"{what}: {', '.join(names)}" for what, names in (
-        ("token(s) added", [t.name for d, t in after.items() if d not in before]),
-        ("token(s) removed", [t.name for d, t in before.items() if d not in after]),
+        ("token(s) added", [n for n in added if n not in removed]),
+        ("token(s) removed", [n + (" (a token of that name stays)" if n in kept else "")
+                              for n in removed if n not in added]),
+        ("token(s) replaced (the old one is refused)", [n for n in added if n in removed]),
         ("given other scopes or servers", [
             t.name for d, t in after.items()
             if d in before and (t.scopes, t.servers) != (before[d].scopes, before[d].servers)]),

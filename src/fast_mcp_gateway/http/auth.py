@@ -57,6 +57,7 @@ from fastmcp.server.auth import AccessToken, AuthProvider, RemoteAuthProvider, T
 from fast_mcp_gateway._compat import principal_binding
 from fast_mcp_gateway.config.auth import SCOPES, AuthConfig, JwtConfig, Scope, TokenEntry
 from fast_mcp_gateway.http import jwt_claims, jwt_refusals
+from fast_mcp_gateway.http.jwt_keys import KeyRotation
 from fast_mcp_gateway.http.jwt_refusals import JwksProbe, RefusalLog
 from fast_mcp_gateway.principal import KIND_CLAIM, Principal, Standing
 from fast_mcp_gateway.telemetry.redaction import SECRETS
@@ -66,7 +67,7 @@ if TYPE_CHECKING:  # loaded with the first gateway.auth.jwt (joserfc's JWT and J
 
     from fast_mcp_gateway.config.schema import GatewayOptions
 
-JWT_CACHE_SECONDS = 60.0  # a key dropped from the JWKS stops a cached JWT within this
+JWT_CACHE_SECONDS = 60.0  # past jwt_keys.KEYS_MAX_AGE, a key dropped from the JWKS
 JWT_CACHE_SIZE = 4096
 REMOVED_TOKENS = 1024  # digests of static tokens reloads removed, remembered for the 401's words
 
@@ -153,6 +154,7 @@ class GatewayVerifier(TokenVerifier):
         self._probe: JwksProbe | None = None
         self._jwt_config: JwtConfig | None = None
         self._jwt: JWTVerifier | None = None
+        self._rotation: KeyRotation | None = None
         self._tokens: dict[bytes, TokenEntry] = {}
         # The digests of the tokens reloads removed, newest last, bounded: their holders
         # are told why they are refused now.  Only a holder can present one.
@@ -178,6 +180,9 @@ class GatewayVerifier(TokenVerifier):
             self._jwt = _jwt_verifier(config.jwt) if config.jwt is not None else None
             self._probe = (JwksProbe(config.jwt.jwks_uri) if config.jwt is not None
                            and config.jwt.jwks_uri else None)
+            jwt = config.jwt
+            self._rotation = (KeyRotation(lambda: _jwt_verifier(jwt), clock=self._clock)
+                              if jwt is not None and jwt.jwks_uri else None)
         self._jwt_config = config.jwt
         # digest -> (verified token, wall-clock time it stops being served from here);
         # emptied on every change: a JWT accepted under the old settings is checked again.
@@ -349,10 +354,19 @@ class GatewayVerifier(TokenVerifier):
             if now < cached[1]:
                 return cached[0]
             del self._jwt_cache[digest]
+        if self._rotation is not None:
+            self._jwt = self._rotation.running(self._jwt)  # its keys at most minutes old
         verified = await self._jwt.verify_token(token)
+        if verified is None and self._rotation is not None and jwt_refusals.diagnose(
+                token, self._jwt_config, now).cause == "signature":
+            fresh = await self._rotation.retry(token, self._jwt)  # a key published since?
+            if fresh is not None:
+                self._jwt, verified = fresh
         if verified is None:
             await self._refused(token, self._jwt_config, now)
             return None
+        if self._rotation is not None:
+            self._rotation.taken(token)
         claim = self._jwt_config.subject_claim
         subject = (verified.claims or {}).get(claim)
         problem = None if subject is None else subject_problem(str(subject))

@@ -54,7 +54,8 @@ def session_manager_of(mcp_app: Any, path: str) -> Callable[[], Any]:
 def several_callers(auth: AuthConfig | None) -> bool:
     """Whether ``auth`` (the running ``gateway.auth``) can name more than one caller:
     a per-caller share protects the others, where there are others."""
-    return auth is not None and (len(auth.tokens) > 1 or auth.jwt is not None)
+    return auth is not None and (len({t.name for t in auth.tokens}) > 1
+                                 or auth.jwt is not None)  # a name's tokens: one
 
 
 def caller_of(scope: Scope) -> tuple[str, str] | None:

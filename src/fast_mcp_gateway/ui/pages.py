@@ -91,9 +91,9 @@ async def login(ui: Ui, request: Request) -> Response:
         # cookie and go on to an address without it, so history keeps no live token.
         token = request.query_params.get("token")
         if not token:
-            ended = ui.auth.ended_because(
-                request.cookies.get(ui.auth.cookie_name(request), ""))
-            return form(error=None if ended is None
+            held = request.cookies.get(ui.auth.cookie_name(request), "")
+            ended = ui.auth.ended_because(held)
+            return form(error=ui.auth.elsewhere(held) if ended is None
                         else f"Your session ended: {ended}. Log in again.")
         if ui.auth.links is None:
             # A gateway token in the address: a link on any page would log a browser in

@@ -33,7 +33,10 @@ Every mutation carries a CSRF token (form field ``csrf_token`` or header
 ``X-CSRF-Token``) checked in constant time: for a session a digest of its id (it never
 reveals it); for the anonymous viewer and the login form an HMAC under a per-process
 secret, the login form's with a tag of the instance (``instance_tag``), so a login
-posted to another instance than the form's is told so (``login_refused``).
+posted to another instance than the form's is told so (``login_refused``).  The cookie
+of a token login carries that tag too (``<session id>.<tag>``): a browser a balancer
+sends to another instance than its login's is sent to the login page, which says why
+(``elsewhere``) instead of showing the bare form.
 """
 
 from __future__ import annotations
@@ -190,9 +193,33 @@ class DashboardAuth:
                     "docs/ARCHITECTURE.md, 'Several gateways').")
         return "The form's security token is stale: try again."
 
+    def _session_id(self, cookie: str) -> str:
+        """The session id in a login cookie's value (``<id>.<instance tag>``, or the id
+        alone: a one-time link's, or one set before the tag was added); "" for another
+        instance's tag (no session of this one)."""
+        session, dot, tag = cookie.partition(".")
+        return "" if dot and tag != self._instance else session
+
+    def elsewhere(self, cookie: str) -> str | None:
+        """Why the login cookie ``cookie`` opens nothing here, when it names another
+        instance: behind a balancer without affinity, every other page went to the
+        login form, and nothing said why (trial13)."""
+        _, dot, tag = cookie.partition(".")
+        if not dot or not self._instance or tag == self._instance \
+                or len(tag) != len(self._instance):
+            return None
+        return ("You logged in on another gateway instance than the one this page reached "
+                "(or on this gateway before it restarted): a dashboard login lives in the "
+                "instance that made it. Behind a load balancer, keep each browser on one "
+                "instance (a cookie, or the client's address: docs/ARCHITECTURE.md, "
+                "'Several gateways'); round-robin sends every other page elsewhere.")
+
     async def session_principal(self, session: str) -> Principal | None:
         """The principal of a live session (the cookie's value), or None."""
         if self._verify is None or not session or len(session) > MAX_TOKEN:
+            return None
+        session = self._session_id(session)
+        if not session:
             return None
         if self.links is not None:
             return DASHBOARD_OWNER if self.links.has_session(session) else None
@@ -215,7 +242,7 @@ class DashboardAuth:
     def ended_because(self, session: str) -> str | None:
         """Why the session ``session`` (the cookie's value) ended, once: its token was
         refused (a JWT expired, a reload removed a token)."""
-        return self._ended.pop(session, None) if session else None
+        return self._ended.pop(self._session_id(session), None) if session else None
 
     async def redeem(self, token: str) -> tuple[str | None, str | None]:
         """A login with ``token``: the new session's id (for the cookie), or why not.
@@ -236,7 +263,8 @@ class DashboardAuth:
                 return None, f"{NO_ACCESS}{principal.holds}."
             # Counted per caller, not per token: a JWT holder brings a new token at
             # every refresh, and 1024 of them ended every other viewer's session.
-            return self._sessions.open(token, owner=(principal.kind, principal.name)), None
+            opened = self._sessions.open(token, owner=(principal.kind, principal.name))
+            return (f"{opened}.{self._instance}" if self._instance else opened), None
         outcome = self.links.redeem(token)
         if outcome != "ok":
             return None, PROBLEMS[outcome]
@@ -267,7 +295,7 @@ class DashboardAuth:
         if self.links is not None:
             self.links.close_session(session)
         else:
-            self._sessions.close(session)
+            self._sessions.close(self._session_id(session))
         response.delete_cookie(name, httponly=True, samesite="strict",
                                secure=self._secure(request), path=_cookie_path(request))
 

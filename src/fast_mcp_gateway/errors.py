@@ -6,7 +6,8 @@ The tree::
     ├── ConfigError                 a servers.yaml / mcpServers file or setting is wrong
     ├── UpstreamError               something about one upstream server (carries ``server``)
     │   ├── UpstreamUnavailable     not connected: starting, failed, disabled, crashed
-    │   │   └── NoHealthyReplica    no replica may take the call (down, draining, breaker open)
+    │   │   ├── NoHealthyReplica    no replica may take the call (down, draining, breaker open)
+    │   │   └── SignInFailed        no token for it: its authorization server refused or failed
     │   ├── UpstreamTimeout         a request to it outlived its deadline
     │   ├── UpstreamRequestFailed   the transport broke while a request was in flight
     │   └── RateLimited             its (or its tool's) rate limit is exhausted
@@ -165,6 +166,18 @@ class Forbidden(AdminError):
 
 class NoHealthyReplica(UpstreamUnavailable):
     """Every replica of a server is down, draining, unhealthy or behind an open breaker."""
+
+
+class SignInFailed(UpstreamUnavailable):
+    """The gateway could not get a token for a server with ``auth:`` (its token endpoint
+    refused the client, could not be found or reached).  The message names the endpoint,
+    the OAuth error code at most (never the server's description or body) and the fix.
+    ``retryable``: the server could not be reached or failed (no setting is wrong): the
+    supervisor keeps trying, as for a server that is not there."""
+
+    def __init__(self, server: str, message: str, *, retryable: bool = False) -> None:
+        super().__init__(server, message)
+        self.retryable = retryable
 
 
 class RateLimited(UpstreamError):

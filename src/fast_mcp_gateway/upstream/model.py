@@ -19,6 +19,7 @@ import mcp_types as types
 from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
+from fast_mcp_gateway.errors import SignInFailed
 from fast_mcp_gateway.telemetry.redaction import MASK, mask_text
 from fast_mcp_gateway.upstream.launch import LaunchFailed
 from fast_mcp_gateway.upstream.loops import HandshakesCrossed
@@ -233,7 +234,8 @@ def unreachable(exc: BaseException | None) -> bool:
     there (yet: started after the gateway, or restarting for a deploy), not one that
     crashes; or a gateway whose handshake crossed this gateway's (``HandshakesCrossed``:
     any host may claim to be it).  The supervisor never parks such a server; it keeps
-    retrying it.  A TLS
+    retrying it; nor one whose authorization server is not there or fails
+    (``SignInFailed.retryable``).  A TLS
     failure anywhere in the chain (httpx reports it as a connect error) is not one."""
     seen: set[int] = set()
     stack = [exc]
@@ -245,7 +247,8 @@ def unreachable(exc: BaseException | None) -> bool:
         seen.add(id(current))
         if isinstance(current, ssl.SSLError):
             return False  # TLS that does not fit (certificate, protocol): a misconfiguration
-        if isinstance(current, httpx2.ConnectError | HandshakesCrossed):
+        if isinstance(current, httpx2.ConnectError | HandshakesCrossed) or (
+                isinstance(current, SignInFailed) and current.retryable):
             found = True
         if isinstance(current, BaseExceptionGroup):
             stack.extend(current.exceptions)

@@ -165,6 +165,12 @@ class GatewaySettings(BaseSettings):
                     "gateway, then new,old on every one, then new; going straight to new,old "
                     "refuses the rounds an updated gateway sealed on one not updated yet). "
                     "Default: a key of the process's own")
+    credential_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="keys (comma-separated, each at least 32 bytes) sealing the sign-ins of "
+                    "servers with auth: in the store; the first seals, every one opens. "
+                    "Required with PostgreSQL (the same on every gateway); default: the "
+                    "credential.keys file beside the SQLite file (made on first use, 0600)")
 
     @model_validator(mode="before")
     @classmethod
@@ -193,7 +199,7 @@ class GatewaySettings(BaseSettings):
         return self.db if self.record_calls else None
 
     @field_validator("allowed_hosts", "allowed_origins", "redact_keys", "request_state_keys",
-                     mode="before")
+                     "credential_keys", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any, info: ValidationInfo) -> Any:
         """From the environment: comma-separated names, or a JSON list."""
@@ -229,7 +235,7 @@ class GatewaySettings(BaseSettings):
         is the ``http://localhost`` a browser's Origin says; no origin is refused."""
         return list(dict.fromkeys(allowed_origin(origin) for origin in origins))
 
-    @field_validator("request_state_keys")
+    @field_validator("request_state_keys", "credential_keys")
     @classmethod
     def _secret_enough(cls, keys: list[SecretStr]) -> list[SecretStr]:
         seen: set[str] = set()
@@ -372,7 +378,7 @@ def default_db_path() -> Path:
     return Path(base) / "fast-mcp-gateway" / "gateway.db"
 
 
-_SECRET_SETTINGS = frozenset({"db", "request_state_keys"})
+_SECRET_SETTINGS = frozenset({"db", "request_state_keys", "credential_keys"})
 
 
 SSE_BODY_LIMIT = (

@@ -124,3 +124,50 @@ async def issuer_and_upstream(issuer: Issuer, gate: Gate | None = None
                        startup=False) as up_base:
         issuer.base = as_base
         yield as_base, f"{up_base}/mcp"
+
+
+@contextlib.asynccontextmanager
+async def signing_upstream() -> AsyncIterator[tuple[Any, str]]:
+    """A FastMCP server behind fastmcp's in-memory authorization server (RFC 9728/8414
+    metadata, dynamic registration, ``/authorize`` approving at once, PKCE, refresh),
+    on 127.0.0.1; yield (its ``InMemoryOAuthProvider``, its MCP URL)."""
+    import socket
+
+    import uvicorn
+    from fastmcp.server.auth.providers.in_memory import InMemoryOAuthProvider
+    from mcp.server.auth.settings import ClientRegistrationOptions, RevocationOptions
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    provider = InMemoryOAuthProvider(base_url=base, client_registration_options=(
+        ClientRegistrationOptions(enabled=True, valid_scopes=["read"], default_scopes=["read"])),
+        revocation_options=RevocationOptions(enabled=True), required_scopes=["read"])
+    mcp: FastMCP[Any] = FastMCP("signing", auth=provider)
+
+    @mcp.tool
+    def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    server = uvicorn.Server(uvicorn.Config(mcp.http_app(path="/mcp"), log_level="warning",
+                                           log_config=None, lifespan="on"))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve, [sock])
+        try:
+            yield provider, f"{base}/mcp"
+        finally:
+            server.should_exit = True
+    sock.close()
+
+
+async def person_signs_in(url: str) -> Any:
+    """What a person's browser does with a sign-in link: the authorization server
+    approves at once and redirects to the gateway's callback, which answers a page."""
+    import httpx2
+
+    async with httpx2.AsyncClient(timeout=60) as http:
+        approved = await http.get(url, follow_redirects=False)
+        assert approved.status_code in (302, 303, 307), approved.status_code
+        return await http.get(approved.headers["location"], follow_redirects=False)

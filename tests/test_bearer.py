@@ -30,7 +30,7 @@ class Grant:
         self.gate: anyio.Event | None = None
         self.fail: SignInFailed | None = None
 
-    async def fetch(self) -> Token:
+    async def fetch(self, current: Token | None) -> Token:
         self.fetched += 1
         if self.gate is not None:
             await self.gate.wait()

@@ -42,6 +42,16 @@ def test_a_client_credentials_block_is_read_and_its_secret_kept_out_of_sight() -
     assert "literal-secret-in-the-file" not in mask_text("x literal-secret-in-the-file")
 
 
+def test_an_oauth_block_is_read() -> None:
+    config = parse_config({"servers": {"x": {"url": URL, "auth": {
+        "type": "oauth", "scopes": ["read"], "client_id": "pre-registered",
+        "client_secret": "${SECRET}", "issuer": "https://login.example.com"}}}},
+        source="servers.yaml", environ=ENV)
+    auth = config.servers["x"].auth
+    assert auth is not None and auth.type == "oauth" and auth.per == "gateway"
+    assert config.servers["x"].redacted()["auth"]["client_secret"] == "***"
+
+
 def test_http_token_urls_are_accepted_on_loopback_only() -> None:
     for url in ("http://127.0.0.1:9000/token", "http://localhost/token", "http://[::1]/t"):
         parse_config({"servers": {"x": {"url": URL, "auth": {
@@ -68,9 +78,14 @@ def test_http_token_urls_are_accepted_on_loopback_only() -> None:
     ({"url": URL, "auth": {**CC, "scopes": ["read", "write all"]}}, "auth.scopes",
      "scopes[1]: a scope is a non-empty word without spaces"),
     ({"url": URL, "auth": {**CC, "grant": "x"}}, "auth.grant", "unknown field"),
-    ({"url": URL, "auth": {"type": "oauth"}}, "auth",
-     "type: oauth (a person signs in with the authorization-code flow) is not available "
-     "in this version"),
+    ({"url": URL, "auth": {"type": "oauth", "client_id": "c", "client_secret": "s"}}, "auth",
+     "issuer is required with client_secret, so the secret is only ever sent to that "
+     "authorization server"),
+    ({"url": URL, "auth": {"type": "oauth", "client_secret": "s", "issuer": "https://a"}},
+     "auth", "client_secret needs client_id (the client it belongs to)"),
+    ({"url": URL, "auth": {"type": "oauth", "token_url": "https://a/token"}}, "auth",
+     "token_url and token_endpoint_auth_method are for type client_credentials"),
+    ({"url": URL, "auth": {"type": "oauth", "per": "caller"}}, "auth.per", "gateway"),
     ({"url": URL, "auth": {**CC, "token_endpoint_auth_method": "private_key_jwt"}},
      "auth.token_endpoint_auth_method", "client_secret_basic"),
 ])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import logging
 import os
 import sys
@@ -21,13 +22,13 @@ import anyio
 from pydantic import ValidationError
 
 from fast_mcp_gateway._version import __version__
+from fast_mcp_gateway.cli.log_format import configure_logging
 from fast_mcp_gateway.cli.loop import choose_loop
 from fast_mcp_gateway.config.auth import TOKEN_SERVERS_LATER
 from fast_mcp_gateway.config.loader import load_config
 from fast_mcp_gateway.config.schema import GatewayConfig
 from fast_mcp_gateway.config.settings import GatewaySettings, default_db_path, settings_problem
 from fast_mcp_gateway.errors import ConfigError
-from fast_mcp_gateway.telemetry.redaction import OneLineErrors, install_log_filter
 
 DEFAULT_CONFIG = Path("servers.yaml")
 
@@ -208,32 +209,6 @@ def _settings(args: argparse.Namespace) -> GatewaySettings:
     return settings
 
 
-def _configure_logging(level: str, form: str = "text", instance: str | None = None) -> None:
-    logging.basicConfig(
-        stream=sys.stderr, level=getattr(logging, level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if form == "json":
-        from fast_mcp_gateway.cli.log_format import JsonLines
-
-        for handler in logging.getLogger().handlers:
-            handler.setFormatter(JsonLines(instance))
-    # Every record, the HTTP client's too (httpx logs request URLs), passes the masking.
-    install_log_filter()
-    # aiosqlite logs every statement with its parameters at DEBUG: half of a debug log,
-    # and each call record's arguments and error (the store's business) in the log.
-    logging.getLogger("aiosqlite").setLevel(logging.INFO)
-    # FastMCP's per-request chatter is traffic, not state; keep it out unless debugging.
-    if level != "DEBUG":
-        logging.getLogger("fastmcp").setLevel(logging.WARNING)
-        logging.getLogger("mcp").setLevel(logging.WARNING)
-        # The SDK's HTTP client logs every request at INFO ("HTTP Request: POST ..."):
-        # per_client and ${caller.*} sessions made a line per call.
-        for name in ("httpx2", "httpx", "httpcore2", "httpcore"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-        logging.getLogger("asyncpg.pool").addFilter(OneLineErrors())  # the store says why
-
-
 def _load(settings: GatewaySettings, command: str, *, defaulted: bool = False) -> GatewayConfig:
     """The config file; tokens' servers are checked once the store's runtime
     registrations are read (``config/auth.TOKEN_SERVERS_LATER``) where it is read:
@@ -296,7 +271,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parse(argv)
+    gc.disable()  # the parsers' cycles die young, freed by one pass (none is kept frozen)
+    try:
+        args = _parse(argv)
+    finally:
+        gc.enable()
     if args.command == "serve":
         return _run(args)
     try:
@@ -334,7 +313,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"mcp-gateway: {settings_problem(exc, _flags(args))}", file=sys.stderr)
         return 2
     try:
-        _configure_logging(settings.log_level, settings.log_format, settings.instance_id)
+        configure_logging(settings.log_level, settings.log_format, settings.instance_id)
         config = _load(settings, args.command, defaulted=args.config is None
                        and not os.environ.get("MCP_GATEWAY_CONFIG"))
         if settings.profile is not None:

@@ -167,10 +167,11 @@ class GatewaySettings(BaseSettings):
                     "Default: a key of the process's own")
     credential_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
-        description="keys (comma-separated, each at least 32 bytes) sealing the sign-ins of "
-                    "servers with auth: in the store; the first seals, every one opens. "
-                    "Required with PostgreSQL (the same on every gateway); default: the "
-                    "credential.keys file beside the SQLite file (made on first use, 0600)")
+        description="keys (comma-separated, each >= 32 bytes) sealing servers' sign-ins (auth:) "
+                    "in the store; the first seals, all open. Required with PostgreSQL (the "
+                    "same on every gateway); default: credential.keys beside the SQLite file")
+    oauth_callback_port: int = Field(default=8767, ge=1, le=65535, description="the port "
+                                     "on 127.0.0.1 a sign-in returns to (open while pending)")
 
     @model_validator(mode="before")
     @classmethod

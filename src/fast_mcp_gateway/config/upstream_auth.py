@@ -7,8 +7,11 @@ Two kinds (``type``):
   gateway asks the authorization server for a token (RFC 6749 4.4) at its ``token_url``,
   or at the token endpoint its ``issuer``'s metadata names (RFC 8414), and asks again
   before the token expires (``upstream/bearer.py``).  No person is involved.
-* ``oauth``: a person signs in once (authorization code + PKCE): not in this version;
-  the config refuses it with words rather than accept what does not work.
+* ``oauth``: a person signs in once (authorization code + PKCE, ``upstream/sign_in.py``:
+  the admin tool ``gateway_sign_in`` or ``mcp-gateway login``); the tokens are kept sealed
+  in the store and refreshed (``upstream/oauth_grant.py``).  ``client_id`` (and
+  ``client_secret``, only with ``issuer``) name a client registered beforehand; without
+  them the gateway registers itself (RFC 7591).
 
 The ``client_secret`` is a secret like an ``Authorization`` header: registered with the
 redaction registry, masked in every listing (``ServerConfig.redacted``), taken from the
@@ -28,19 +31,14 @@ AuthType = Literal["client_credentials", "oauth"]
 ClientAuthMethod = Literal["client_secret_basic", "client_secret_post"]
 _LOOPBACK_NAMES = frozenset({"localhost"})
 
-OAUTH_LATER = (
-    "type: oauth (a person signs in with the authorization-code flow) is not available in "
-    "this version of the gateway; for a machine account use type: client_credentials, or "
-    "put a token you obtained yourself in headers.Authorization as 'Bearer ${TOKEN}'")
-
 
 class UpstreamAuth(BaseModel):
     """A server's ``auth:`` block (module docstring)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    type: AuthType = Field(description="client_credentials (a machine account); oauth (a "
-                                       "person signs in: not in this version)")
+    type: AuthType = Field(description="client_credentials (a machine account) or oauth (a "
+                                       "person signs in once)")
     client_id: str | None = Field(default=None, min_length=1, max_length=1024)
     client_secret: str | None = Field(default=None, min_length=1, max_length=4096,
                                       description="write it as ${VAR}")
@@ -51,6 +49,9 @@ class UpstreamAuth(BaseModel):
     token_url: str | None = Field(default=None, max_length=2048,
                                   description="the token endpoint (instead of issuer)")
     scopes: tuple[str, ...] = Field(default=(), max_length=64)
+    per: Literal["gateway"] = Field(
+        default="gateway", description="oauth: one sign-in for every caller (per caller: "
+                                       "not in this version)")
     token_endpoint_auth_method: ClientAuthMethod = Field(
         default="client_secret_basic",
         description="how the client authenticates at the token endpoint")
@@ -74,8 +75,18 @@ class UpstreamAuth(BaseModel):
 
     @model_validator(mode="after")
     def _complete(self) -> UpstreamAuth:
+        if self.client_secret is not None and self.client_id is None:
+            raise ValueError("client_secret needs client_id (the client it belongs to)")
         if self.type == "oauth":
-            raise ValueError(OAUTH_LATER)
+            if self.token_url is not None or "token_endpoint_auth_method" in \
+                    self.model_fields_set:
+                raise ValueError("token_url and token_endpoint_auth_method are for type "
+                                 "client_credentials; a sign-in finds the authorization "
+                                 "server from the server itself (or give issuer)")
+            if self.client_secret is not None and self.issuer is None:
+                raise ValueError("issuer is required with client_secret, so the secret is "
+                                 "only ever sent to that authorization server")
+            return self
         if self.client_id is None or self.client_secret is None:
             raise ValueError("type client_credentials needs client_id and client_secret "
                              "(the machine account's; write the secret as ${VAR})")

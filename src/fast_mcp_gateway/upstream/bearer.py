@@ -29,28 +29,37 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 import httpx2
 
 from fast_mcp_gateway.config.schema import ServerConfig
+from fast_mcp_gateway.config.upstream_auth import UpstreamAuth
 from fast_mcp_gateway.errors import SignInFailed
 
 if TYPE_CHECKING:
-    from fast_mcp_gateway.upstream.token_grants import ClientCredentialsGrant, Token
+    from fast_mcp_gateway.upstream.token_grants import Token
 
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER = 10.0
 """Seconds a failed renewal is not tried again on the request path (a connect tries)."""
-MIN_MARGIN = 60.0
+
+
+class Grant(Protocol):
+    """Where a slot's tokens come from: the client-credentials grant, or a person's
+    sign-in renewed with its refresh token (``oauth_grant.RefreshGrant``)."""
+
+    async def fetch(self, current: Token | None) -> Token:
+        """A token to use instead of ``current`` (``SignInFailed``/``SignInRequired``)."""
+        ...
 
 
 class TokenSlot:
     """One server's current token and its renewal (module docstring)."""
 
-    def __init__(self, server: str, grant: ClientCredentialsGrant,
+    def __init__(self, server: str, grant: Grant,
                  clock: Callable[[], float] = time.time) -> None:
         self.server = server
         self.token: Token | None = None
@@ -65,10 +74,8 @@ class TokenSlot:
         token = self.token
         if token is None:
             return True
-        if token.expires_at is None or token.lifetime is None:
-            return False
-        margin = min(max(MIN_MARGIN, token.lifetime / 10), token.lifetime / 2)
-        return self._clock() >= token.expires_at - margin
+        renew_at = token.renew_at
+        return renew_at is not None and self._clock() >= renew_at
 
     async def ready(self) -> None:
         """Before a session opens: a token not due, or a new one, else ``SignInFailed``."""
@@ -89,7 +96,7 @@ class TokenSlot:
                 raise failed[2]
             self.renewals += 1
             try:
-                token = await self._grant.fetch()
+                token = await self._grant.fetch(self.token)
             except SignInFailed as exc:
                 self._failed = (self.version, self._clock(), exc)
                 raise
@@ -157,10 +164,25 @@ def bearer_for(config: ServerConfig) -> BearerAuth | None:
     key = (config.name, auth, config.url)
     slot = _SLOTS.get(key)
     if slot is None:
-        from fast_mcp_gateway.upstream.token_grants import ClientCredentialsGrant
-
         for old in [k for k in _SLOTS if k[0] == config.name and k[1] != auth]:
             del _SLOTS[old]  # the server's earlier settings: their token is dropped
-        slot = _SLOTS[key] = TokenSlot(config.name,
-                                       ClientCredentialsGrant(config.name, auth, config.url))
+        slot = _SLOTS[key] = TokenSlot(config.name, _grant(config.name, auth, config.url))
     return BearerAuth(slot)
+
+
+def _grant(server: str, auth: UpstreamAuth, url: str) -> Grant:
+    if auth.type == "client_credentials":
+        from fast_mcp_gateway.upstream.token_grants import ClientCredentialsGrant
+
+        return ClientCredentialsGrant(server, auth, url)
+    from fast_mcp_gateway.upstream.oauth_grant import RefreshGrant
+
+    return RefreshGrant(server, url)
+
+
+def forget_tokens(server: str) -> None:
+    """Drop ``server``'s tokens held in memory (it was signed out)."""
+    for key, slot in _SLOTS.items():
+        if key[0] == server:
+            slot.token = None
+            slot.version += 1

@@ -395,6 +395,9 @@ def unavailable_text(state: UpstreamState, name: str, last_error: str | None,
         return f"is reconnecting ({last_error or 'connection lost'}{retry})"
     if state is UpstreamState.FAILED:
         return f"has failed: {last_error}"
+    if state is UpstreamState.SIGNED_OUT:
+        return last_error or f"needs sign-in: call the gateway_sign_in tool or run " \
+            f"'mcp-gateway login {name}'"
     if state is UpstreamState.READY and ended is not None:
         return f"is restarting ({ended})"
     return f"is {state}"

@@ -19,7 +19,7 @@ import mcp_types as types
 from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
-from fast_mcp_gateway.errors import SignInFailed
+from fast_mcp_gateway.errors import SignInFailed, SignInRequired
 from fast_mcp_gateway.telemetry.redaction import MASK, mask_text
 from fast_mcp_gateway.upstream.launch import LaunchFailed
 from fast_mcp_gateway.upstream.loops import HandshakesCrossed
@@ -29,6 +29,7 @@ class UpstreamState(StrEnum):
     STARTING = "starting"
     READY = "ready"
     RECONNECTING = "reconnecting"
+    SIGNED_OUT = "signed_out"  # auth: oauth without a usable sign-in (upstream/sign_in.py)
     FAILED = "failed"
     DISABLED = "disabled"
     STOPPED = "stopped"
@@ -314,3 +315,18 @@ def _connect_error(exc: httpx2.ConnectError) -> str:
     detail = root.strerror if isinstance(root, OSError) and root.strerror else str(exc)
     return (f"cannot connect to {url}: {detail or type(exc).__name__}; check that the "
             "server is running and reachable from this machine")
+
+
+def needs_sign_in(exc: BaseException | None) -> SignInRequired | None:
+    """The ``SignInRequired`` a connect attempt failed with (``auth: oauth`` without a
+    usable sign-in: the replica is ``signed_out``, ``upstream/sign_in.py``), if it did."""
+    seen: list[BaseException | None] = [exc]
+    while seen:
+        current = seen.pop()
+        if isinstance(current, SignInRequired):
+            return current
+        if isinstance(current, BaseExceptionGroup):
+            seen.extend(current.exceptions)
+        elif current is not None:
+            seen += [current.__cause__, current.__context__]
+    return None

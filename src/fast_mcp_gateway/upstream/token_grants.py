@@ -31,6 +31,7 @@ from fast_mcp_gateway.telemetry.redaction import CALLERS
 
 logger = logging.getLogger(__name__)
 
+MIN_MARGIN = 60.0
 TOKEN_TIMEOUT = 15.0
 """Seconds one request to an authorization server may take (metadata or token)."""
 _ERROR_CODE = re.compile(r"^[a-z_]{1,40}$")
@@ -48,6 +49,36 @@ class Token:
 
     def __repr__(self) -> str:  # a token in a traceback's locals is a token in a log
         return f"Token(expires_at={self.expires_at!r})"
+
+    @property
+    def renew_at(self) -> float | None:
+        """When to renew it: 10 % of its lifetime before it ends, at least 60 s before,
+        at most half of its lifetime (None: it does not say when it ends)."""
+        if self.expires_at is None or self.lifetime is None:
+            return None
+        return self.expires_at - min(max(MIN_MARGIN, self.lifetime / 10), self.lifetime / 2)
+
+
+def token_of(data: dict[str, Any], now: float) -> Token | None:
+    """The token of a token endpoint's JSON answer (RFC 6749 5.1), registered with the
+    redaction registry; None when it holds no Bearer ``access_token``."""
+    access, expires_in = data.get("access_token"), data.get("expires_in")
+    kind, refresh = data.get("token_type", "Bearer"), data.get("refresh_token")
+    if not isinstance(access, str) or not access or not isinstance(kind, str) \
+            or kind.lower() != "bearer":
+        return None
+    refresh = refresh if isinstance(refresh, str) and refresh else None
+    CALLERS.add([access, *([refresh] if refresh else [])])
+    lifetime = float(expires_in) if isinstance(expires_in, int | float) \
+        and not isinstance(expires_in, bool) and expires_in > 0 else None
+    return Token(access=access, lifetime=lifetime, refresh=refresh,
+                 expires_at=None if lifetime is None else now + lifetime)
+
+
+def error_code(data: Any) -> str | None:
+    """An OAuth error answer's ``error`` when it is a plain code (never its description)."""
+    code = data.get("error") if isinstance(data, dict) else None
+    return code if isinstance(code, str) and _ERROR_CODE.match(code) else None
 
 
 def discovery_urls(issuer: str) -> list[str]:
@@ -87,7 +118,7 @@ class ClientCredentialsGrant:
     def _fail(self, message: str, retryable: bool = False) -> SignInFailed:
         return SignInFailed(self.server, message, retryable=retryable)
 
-    async def fetch(self) -> Token:
+    async def fetch(self, current: Token | None = None) -> Token:
         """A new token, or ``SignInFailed`` saying why not and what to fix."""
         async with httpx2.AsyncClient(timeout=TOKEN_TIMEOUT, follow_redirects=False) as client:
             endpoint = self._endpoint or await self._discover(client)
@@ -156,24 +187,15 @@ class ClientCredentialsGrant:
         except ValueError:
             data = None
         if status != 200 or not isinstance(data, dict):
-            code = data.get("error") if isinstance(data, dict) else None
-            raise self._fail(self._refusal(endpoint, status, code), status >= 500)
-        access, expires_in = data.get("access_token"), data.get("expires_in")
-        kind = data.get("token_type", "Bearer")
-        if not isinstance(access, str) or not access or not isinstance(kind, str) \
-                or kind.lower() != "bearer":
+            raise self._fail(self._refusal(endpoint, status, error_code(data)), status >= 500)
+        token = token_of(data, self._clock())
+        if token is None:
             raise self._fail(f"{endpoint} answered without a Bearer access_token; check "
                              "that auth.token_url (or auth.issuer) is the authorization "
                              "server's token endpoint")
-        CALLERS.add([access])
-        lifetime = float(expires_in) if isinstance(expires_in, int | float) \
-            and not isinstance(expires_in, bool) and expires_in > 0 else None
-        now = self._clock()
-        return Token(access=access, lifetime=lifetime,
-                     expires_at=None if lifetime is None else now + lifetime)
+        return token
 
-    def _refusal(self, endpoint: str, status: int, code: Any) -> str:
-        code = code if isinstance(code, str) and _ERROR_CODE.match(code) else None
+    def _refusal(self, endpoint: str, status: int, code: str | None) -> str:
         if code in _CLIENT_REFUSED or (code is None and status == 401):
             return (f"the authorization server ({endpoint}) refused the client "
                     f"{self.auth.client_id!r} (HTTP {status}{f', {code}' if code else ''}); "

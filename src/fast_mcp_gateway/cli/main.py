@@ -164,10 +164,13 @@ def _parser() -> argparse.ArgumentParser:
                                                   "link to a running 'serve --dashboard'")
     dashboard.add_argument("--open", action="store_true", help="open the link in the browser")
 
+    from fast_mcp_gateway.cli.login import add_parser as add_login
     from fast_mcp_gateway.cli.pins import add_parser as add_pins
 
-    add_pins(sub, f"the gateway's store, a file or a URL (default: $MCP_GATEWAY_DB or "
-                  f"{default_db_path()})")
+    db_help = f"the gateway's store, a file or a URL (default: $MCP_GATEWAY_DB or " \
+              f"{default_db_path()})"
+    add_pins(sub, db_help)
+    add_login(sub, db_help)
     stats = sub.add_parser("stats", help="counts, success rates and latency percentiles")
     store_args(stats)
     stats.add_argument("--by", choices=["server", "tool"], default=None,
@@ -300,6 +303,11 @@ def _run(args: argparse.Namespace) -> int:
         from fast_mcp_gateway.cli.pins import run_pins
 
         return anyio.run(run_pins, args)
+    if args.command in ("login", "logout"):
+        from fast_mcp_gateway.cli.login import run_login
+
+        configure_logging("WARNING")  # every line masked
+        return anyio.run(run_login, args)
     if args.command in ("logs", "stats"):
         from fast_mcp_gateway.cli.reports import run_report
 

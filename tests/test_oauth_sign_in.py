@@ -17,6 +17,7 @@ import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import httpx2
@@ -41,11 +42,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def gateway(url: str, db: Path, port: int) -> Gateway:
+def gateway(url: str, db: Path, port: int, **settings: Any) -> Gateway:
     config = parse_config({"servers": {"tickets": {"url": url, "auth": {"type": "oauth"}}}},
                           source="test")
     settings = GatewaySettings(connect_timeout=10.0, db=str(db), startup_wait=600.0,
-                               call_timeout=60, oauth_callback_port=port)
+                               call_timeout=60, oauth_callback_port=port, **settings)
     return Gateway(config, settings, restart=FAST_RESTART, transport_factory=default_transport)
 
 
@@ -84,6 +85,7 @@ async def test_a_person_signs_in_once_and_the_sign_in_outlives_a_restart(
             attempts = up._sup._stats.attempts
             link = await sign_in(client)
             assert await sign_in(client) == link  # one pending sign-in per server
+            state = parse_qs(urlsplit(link).query)["state"][0]
             assert up._sup._stats.attempts == attempts  # no attempts while signed out
             page = await person_signs_in(link)
             assert page.status_code == 200 and "Signed in to &#x27;tickets&#x27;" in page.text
@@ -99,6 +101,7 @@ async def test_a_person_signs_in_once_and_the_sign_in_outlives_a_restart(
             assert token.encode() not in data  # sealed
             assert token not in caplog.text
         assert "state=" not in caplog.text and "code_challenge" not in caplog.text
+        assert state not in caplog.text and state.encode() not in data  # the link: nowhere
         # A restart on the same store: ready without anyone signing in.
         again = gateway(url, db, port)
         async with running(again) as client:
@@ -185,3 +188,20 @@ async def test_the_callback_port_taken_is_said_in_words(tmp_path: Path) -> None:
                 with pytest.raises(ToolError, match=f"the sign-in callback port 127.0.0.1:"
                                                     f"{port} cannot be opened"):
                     await client.call_tool("gateway_sign_in", {"name": "tickets"})
+
+
+async def test_a_sign_in_sealed_with_another_key_is_no_sign_in_and_says_so(
+        tmp_path: Path) -> None:
+    db = tmp_path / "gateway.db"
+    async with signing_upstream() as (_provider, url):
+        gw = gateway(url, db, free_port(), credential_keys="a" * 40)
+        async with running(gw) as client:
+            await state_is(gw, UpstreamState.SIGNED_OUT)
+            await person_signs_in(await sign_in(client))
+            await state_is(gw, UpstreamState.READY)
+        assert not (tmp_path / "credential.keys").exists()  # the setting's key, no file
+        other = gateway(url, db, free_port(), credential_keys="b" * 40)
+        async with running(other):
+            await state_is(other, UpstreamState.SIGNED_OUT)
+            assert "needs sign-in (its stored sign-in was sealed with a key this gateway " \
+                   "does not have; or restore that key)" in str(replica(other).last_error)

@@ -37,6 +37,7 @@ import httpx2
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.config.upstream_auth import UpstreamAuth
 from fast_mcp_gateway.errors import SignInFailed
+from fast_mcp_gateway.upstream.oauth_grant import BOOK
 
 if TYPE_CHECKING:
     from fast_mcp_gateway.upstream.token_grants import Token
@@ -151,17 +152,18 @@ class BearerAuth(httpx2.Auth):
             self.on_refused(reason)
 
 
-_SLOTS: dict[tuple[str, object, str], TokenSlot] = {}
+_SLOTS: dict[tuple[str, object, str, int], TokenSlot] = {}
 
 
 def bearer_for(config: ServerConfig) -> BearerAuth | None:
     """The bearer of a transport to ``config``'s server; None without ``auth:``.  Its
-    replicas' transports share one ``TokenSlot`` per server, URL and ``auth`` (a new
-    config makes a new slot: a token is never sent under settings it was not got for)."""
+    replicas' transports share one ``TokenSlot`` per server, URL, ``auth`` and gateway
+    (its ``BOOK``; a new config makes a new slot: a token is never sent under settings
+    it was not got for)."""
     auth = config.auth
     if auth is None or config.url is None:
         return None
-    key = (config.name, auth, config.url)
+    key = (config.name, auth, config.url, id(BOOK.get()))  # one gateway's (its book's)
     slot = _SLOTS.get(key)
     if slot is None:
         for old in [k for k in _SLOTS if k[0] == config.name and k[1] != auth]:

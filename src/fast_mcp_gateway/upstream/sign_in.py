@@ -226,6 +226,9 @@ class _Flow:
             "lifetime": float(tokens.expires_in) if tokens.expires_in else None}})
         logger.info("upstream %s: signed in (by %s)%s", self.server, self.by,
                     f", token valid {tokens.expires_in} s" if tokens.expires_in else "")
+        if book.in_memory:
+            logger.warning("upstream %s: the sign-in lasts this run only: the gateway runs "
+                           "without a store (--no-db)", self.server)
         book.announce_signed_in(self.server)
 
 

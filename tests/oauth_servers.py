@@ -40,6 +40,7 @@ class Issuer:
         self.issued: list[str] = []
         self.requests: list[dict[str, str]] = []
         self.refuse_with: tuple[int, dict[str, Any]] | None = None  # the next answers
+        self.accepted = True  # whether the upstream accepts the tokens it issues
         self.base = ""
         self._n = itertools.count(1)
 
@@ -68,7 +69,8 @@ class Issuer:
         if form.get("grant_type") != "client_credentials":
             return JSONResponse({"error": "unsupported_grant_type"}, 400)
         token = f"cc-token-{next(self._n)}-{'x' * 24}"
-        self.valid.add(token)
+        if self.accepted:
+            self.valid.add(token)
         self.issued.append(token)
         return JSONResponse({"access_token": token, "token_type": "bearer",
                              "expires_in": self.expires_in, "scope": form.get("scope", "")})

@@ -160,3 +160,15 @@ async def test_an_authorization_server_not_there_is_retried_not_parked() -> None
             assert up.state is UpstreamState.RECONNECTING  # never parked as failed
             assert f"cannot reach the authorization server at {gone}/token" in str(
                 up.last_error)
+
+
+async def test_an_upstream_refusing_the_issuers_tokens_is_said_in_words() -> None:
+    issuer = Issuer()
+    issuer.accepted = False  # another authorization server's tokens, or too few scopes
+    async with issuer_and_upstream(issuer) as (as_base, url):
+        gw = gateway({"tickets": cc(url, issuer=as_base)})
+        async with running(gw):
+            error = await refused(gw, "tickets")
+            assert "with a token just granted: the server refuses its authorization " \
+                   "server's tokens for the gateway; check auth.scopes" in error
+            assert not any(token in error for token in issuer.issued)

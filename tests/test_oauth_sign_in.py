@@ -174,6 +174,12 @@ async def test_sign_out_forgets_the_sign_in(tmp_path: Path,
                 assert token not in caplog.text
             store = gw.store
             assert store is not None and await store.credentials() == []
+            # Signed in again, then removed: its sign-in goes with it.
+            await person_signs_in(await sign_in(client))
+            await state_is(gw, UpstreamState.READY)
+            assert [c.server for c in await store.credentials()] == ["tickets"]
+            await client.call_tool("gateway_remove_server", {"name": "tickets"})
+            assert await store.credentials() == []
 
 
 async def test_the_callback_port_taken_is_said_in_words(tmp_path: Path) -> None:

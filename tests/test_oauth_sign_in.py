@@ -42,7 +42,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def gateway(url: str, db: Path, port: int, **settings: Any) -> Gateway:
+def gateway(url: str, db: Path | str, port: int, **settings: Any) -> Gateway:
     config = parse_config({"servers": {"tickets": {"url": url, "auth": {"type": "oauth"}}}},
                           source="test")
     settings = GatewaySettings(connect_timeout=10.0, db=str(db), startup_wait=600.0,
@@ -211,3 +211,24 @@ async def test_a_sign_in_sealed_with_another_key_is_no_sign_in_and_says_so(
             await state_is(other, UpstreamState.SIGNED_OUT)
             assert "needs sign-in (its stored sign-in was sealed with a key this gateway " \
                    "does not have; or restore that key)" in str(replica(other).last_error)
+
+
+async def test_on_postgresql_the_keys_are_required_and_a_sign_in_is_shared(
+        pg_url: str) -> None:
+    async with signing_upstream() as (_provider, url):
+        keyless = gateway(url, pg_url, free_port())
+        async with running(keyless):
+            up = replica(keyless)
+            await until(lambda: up.last_error is not None
+                        and "CREDENTIAL_KEYS" in str(up.last_error))
+            assert "servers sign in with auth: and the store is shared: set " \
+                   "MCP_GATEWAY_CREDENTIAL_KEYS (the same on every gateway" in str(up.last_error)
+        keyed = gateway(url, pg_url, free_port(), credential_keys="p" * 40)
+        async with running(keyed) as client:
+            await state_is(keyed, UpstreamState.SIGNED_OUT)
+            await person_signs_in(await sign_in(client))
+            await state_is(keyed, UpstreamState.READY)
+        again = gateway(url, pg_url, free_port(), credential_keys="p" * 40)
+        async with running(again) as client:  # another gateway on the database
+            await state_is(again, UpstreamState.READY)
+            assert (await client.call_tool("tickets_add", {"a": 5, "b": 5})).data == 10

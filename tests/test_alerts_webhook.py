@@ -42,7 +42,7 @@ async def test_a_failing_receiver_is_retried_until_it_accepts(
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     # An in-process CLI test earlier in this worker may have set the HTTP client's
-    # loggers to WARNING (cli/main._configure_logging): this test reads their lines.
+    # loggers to WARNING (cli/log_format.configure_logging): this test reads their lines.
     for name in ("httpx2", "httpx"):
         caplog.set_level(logging.DEBUG, logger=name)
     # The gateway's own lines carry no secret at all; the HTTP client's own request log

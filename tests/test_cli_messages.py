@@ -45,7 +45,8 @@ def test_every_subcommand_and_option_is_described() -> None:
 @pytest.mark.parametrize(("argv", "said"), [
     # argparse said "the following arguments are required: command" (or token_command).
     ([], "mcp-gateway: error: choose a command: serve, check, logs, servers, token, "
-         "dashboard, pins, stats ('mcp-gateway serve --config servers.yaml' runs the gateway"),
+         "dashboard, pins, login, logout, stats ('mcp-gateway serve --config servers.yaml' "
+         "runs the gateway"),
     (["token"], "mcp-gateway token: error: choose what to do: new ('mcp-gateway token new "
                 "--name NAME' makes a token)"),
     # ... and "unrecognized arguments: --conifg x.yaml" under the top level's usage.

@@ -6,7 +6,9 @@ The tree::
     ├── ConfigError                 a servers.yaml / mcpServers file or setting is wrong
     ├── UpstreamError               something about one upstream server (carries ``server``)
     │   ├── UpstreamUnavailable     not connected: starting, failed, disabled, crashed
-    │   │   └── NoHealthyReplica    no replica may take the call (down, draining, breaker open)
+    │   │   ├── NoHealthyReplica    no replica may take the call (down, draining, breaker open)
+    │   │   ├── SignInFailed        no token for it: its authorization server refused or failed
+    │   │   └── SignInRequired      signed out: a person must sign in (admin tool, CLI)
     │   ├── UpstreamTimeout         a request to it outlived its deadline
     │   ├── UpstreamRequestFailed   the transport broke while a request was in flight
     │   └── RateLimited             its (or its tool's) rate limit is exhausted
@@ -165,6 +167,30 @@ class Forbidden(AdminError):
 
 class NoHealthyReplica(UpstreamUnavailable):
     """Every replica of a server is down, draining, unhealthy or behind an open breaker."""
+
+
+class SignInFailed(UpstreamUnavailable):
+    """The gateway could not get a token for a server with ``auth:`` (its token endpoint
+    refused the client, could not be found or reached).  The message names the endpoint,
+    the OAuth error code at most (never the server's description or body) and the fix.
+    ``retryable``: the server could not be reached or failed (no setting is wrong): the
+    supervisor keeps trying, as for a server that is not there."""
+
+    def __init__(self, server: str, message: str, *, retryable: bool = False) -> None:
+        super().__init__(server, message)
+        self.retryable = retryable
+
+
+class SignInRequired(UpstreamUnavailable):
+    """A server with ``auth: {type: oauth}`` has no usable sign-in: none yet, or its
+    authorization server refused the refresh.  The message says why and the two ways
+    to sign in; ``signed_in`` is set once a sign-in is stored (a signed-out replica
+    waits on it instead of retrying)."""
+
+    def __init__(self, server: str, why: str, signed_in: object = None) -> None:
+        super().__init__(server, f"needs sign-in ({why}): call the gateway_sign_in tool "
+                         f"with server '{server}', or run 'mcp-gateway login {server}'")
+        self.why, self.signed_in = why, signed_in
 
 
 class RateLimited(UpstreamError):

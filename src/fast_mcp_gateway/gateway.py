@@ -72,14 +72,8 @@ from fast_mcp_gateway.routing.rules import RouteTable
 from fast_mcp_gateway.store import Store, open_or_defer
 from fast_mcp_gateway.store.deferred import UNREAD, DeferredStore
 from fast_mcp_gateway.store.spool import Spool, spool_target
-from fast_mcp_gateway.telemetry.events import EventBus
 from fast_mcp_gateway.telemetry.recorder import Recorder
-from fast_mcp_gateway.ui.feeds import (
-    alert_publisher,
-    call_publisher,
-    catalog_publisher,
-    transition_publisher,
-)
+from fast_mcp_gateway.ui.feeds import wired_bus
 from fast_mcp_gateway.upstream.processes import kill_early
 from fast_mcp_gateway.upstream.replica import (
     DEFAULT_RESTART,
@@ -205,12 +199,10 @@ class Gateway:
         self.server.gate = self.startup
         self.manager.names.deferred = True   # until the gate opens (routing/bindings.py)
         self.manager.startup_hold = self.settings.startup_wait
-        # The one live event stream (dashboard, alerts): fed by existing hooks only.
-        self.events = EventBus()
-        self.manager.on_transition(transition_publisher(self.events))
-        self.manager.on_change(catalog_publisher(self.events))
-        self.provider.pipeline.observers.append(call_publisher(self.events))
-        self.alerts.on_transition.append(alert_publisher(self.events))
+        self.events = wired_bus(self.manager, self.provider.pipeline.observers, self.alerts)
+        from fast_mcp_gateway.upstream.sign_in import SignIns  # auth: oauth, outside requests
+
+        self.sign_ins = SignIns(self.settings, lambda: self.control.store, self.manager)
         s = self.settings  # MRTR: handshake-era upstreams' pushed requests, to 2026 hosts
         self.parking = Parking(s.ask_timeout, instance=s.instance_id, store=lambda: self.store,
                                db=s.db, record_calls=s.record_calls)
@@ -276,7 +268,8 @@ class Gateway:
         if not self._answer_first:
             await self.started.run()
         tasks: list[Any] = [self.hub.run, self.host_requests.mover.run, self.startup.run,
-                            self.parking.run, functools.partial(follow_pins, self.control)]
+                            self.parking.run, functools.partial(follow_pins, self.control),
+                            self.sign_ins.run]
         s = self.settings
         store: Store | None = None
         recorder: Recorder | None = None

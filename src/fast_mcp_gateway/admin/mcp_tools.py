@@ -43,6 +43,7 @@ from fast_mcp_gateway.admin import (
     routes,
     server_tools,
     servers,
+    sign_in_tools,
 )
 from fast_mcp_gateway.admin.arguments import PlainArgumentsTool
 from fast_mcp_gateway.admin.context import AdminContext
@@ -218,6 +219,8 @@ admin_tool("gateway_health", READ_ONLY)(server_tools.health)
 admin_tool("gateway_reset_breaker", IDEMPOTENT)(server_tools.reset_breaker)
 admin_tool("gateway_restart_replica", IDEMPOTENT)(server_tools.restart_replica)
 admin_tool("gateway_drain_replica", IDEMPOTENT)(server_tools.drain_replica)
+admin_tool("gateway_sign_in", IDEMPOTENT)(sign_in_tools.sign_in)
+admin_tool("gateway_sign_out", DESTRUCTIVE)(sign_in_tools.sign_out)
 
 
 # -- history and statistics ---------------------------------------------------------

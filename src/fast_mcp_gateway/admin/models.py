@@ -28,8 +28,8 @@ RESTARTS = ("times its session was started again since it started with its curre
             "by a reconnect or an enable alike")
 
 
-State = Literal["starting", "ready", "reconnecting", "failed", "disabled", "stopped",
-                "invalid"]
+State = Literal["starting", "ready", "reconnecting", "signed_out", "failed", "disabled",
+                "stopped", "invalid"]
 """A server's states (``UpstreamState``'s, and ``invalid``: not started for its entry)."""
 
 

@@ -65,7 +65,8 @@ SERVER_ARGUMENT = dict.fromkeys((
     "gateway_reset_breaker", "gateway_restart_replica", "gateway_drain_replica",
     "gateway_inspect_server", "gateway_inspect_call_tool", "gateway_inspect_read_resource",
     "gateway_inspect_get_prompt", "gateway_inspector_clear", "gateway_add_server",
-    "gateway_update_server", "gateway_remove_server", "gateway_server_detail"), "name") | {
+    "gateway_update_server", "gateway_remove_server", "gateway_server_detail",
+    "gateway_sign_in", "gateway_sign_out"), "name") | {
     "gateway_approve_changes": "server", "gateway_forget_pins": "server"}
 # The optional argument narrowing a read-only tool to one server (without it the answer
 # covers every server, filtered to a restricted admin's by ``views.restricted_view``).

@@ -416,6 +416,7 @@ async def remove_server(ctx: AdminContext, actor: Actor, name: str) -> ChangeRep
         else:
             await store.delete_server(name)
         await ctx.manager.remove_server(name)
+        await store.delete_credentials(name)  # its sign-in (auth: oauth) goes with it
         await ctx.audit(actor, "remove_server", name)
     kept = sum(key[0] == name for key in ctx.manager.pins.pins)
     return ChangeReport(removed=[name], pins_kept={name: kept} if kept else {})

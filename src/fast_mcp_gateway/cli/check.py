@@ -13,7 +13,9 @@ itself ..."): the probes share one ``Lineage`` standing for that gateway
 
 A row's ``status`` is one word, the same in the table and in ``--json``: ``ok`` (it
 connected and listed), ``failed`` (it did not: ``error`` says why), ``invalid`` (its
-entry), ``disabled`` (``enabled: false``: not connected).  Its counts are what hosts
+entry), ``disabled`` (``enabled: false``: not connected), ``signed_out`` (``auth: {type:
+oauth}`` and no usable sign-in in the store: ``error`` says how to sign in; it fails the
+check too).  Its counts are what hosts
 see of the server (its rules applied, no task-only tool on a handshake-era session:
 ``admin.status.exposed_counts``, as ``gateway_list_servers`` counts); the tools it lists
 that hosts do not see are ``tools_not_exposed`` (by why), and a line under the table;
@@ -26,6 +28,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from typing import Any
 
 import anyio
 
@@ -36,18 +41,24 @@ from fast_mcp_gateway.config.settings import GatewaySettings, startup_limit
 from fast_mcp_gateway.routing.curation import curate
 from fast_mcp_gateway.telemetry.redaction import escape_controls, mask_text
 from fast_mcp_gateway.upstream.loops import Lineage, served_here
+from fast_mcp_gateway.upstream.model import needs_sign_in
 from fast_mcp_gateway.upstream.replica import Upstream
 
+_BOOK_OPEN: ContextVar[bool] = ContextVar("check_sign_ins_open", default=False)
 _COLUMNS = ("server", "transport", "status", "tools", "resources", "templates", "prompts",
             "startup_s", "source", "error")
 
 
 async def run_check(config: GatewayConfig, settings: GatewaySettings, as_json: bool,
-                    db: str | None) -> int:
+                    db: str | None, merged: Any = None) -> int:
     """Probe every enabled upstream ``serve`` would run with the store ``db`` (None: no
     store) concurrently; exit code 1 if any failed."""
-    merged = await merged_servers(config, db)
+    merged = merged or await merged_servers(config, db)
     runtime = merged.runtime
+    if db is not None and merged is not None and any(
+            s.auth for s in merged.servers.values()) and not _BOOK_OPEN.get():
+        return await _with_sign_ins(db, settings, lambda: run_check(config, settings,
+                                                                    as_json, db, merged))
     limiter = anyio.CapacityLimiter(startup_limit(settings.startup_concurrency))
     rows: dict[str, dict[str, object]] = {}
 
@@ -62,8 +73,9 @@ async def run_check(config: GatewayConfig, settings: GatewaySettings, as_json: b
             started = anyio.current_time()
             try:
                 await upstream.probe()
-            except Exception:  # noqa: BLE001 - reported in the row
-                row.update(status="failed", error=upstream.last_error)
+            except Exception as exc:  # noqa: BLE001 - reported in the row
+                row.update(status="signed_out" if needs_sign_in(exc) else "failed",
+                           error=upstream.last_error)
             else:
                 curated = curate(upstream.config, upstream.catalog)
                 counts, why = exposed_counts(curated, upstream.is_modern)
@@ -96,7 +108,7 @@ async def run_check(config: GatewayConfig, settings: GatewaySettings, as_json: b
     ordered += [{"server": name, "transport": entry.transport, "status": "invalid",
                  "source": "file", "error": entry.error}
                 for name, entry in config.invalid.items() if name not in merged.servers]
-    failed = [r for r in ordered if r.get("status") in ("failed", "invalid")]
+    failed = [r for r in ordered if r.get("status") in ("failed", "invalid", "signed_out")]
     # The file's servers removed at runtime (a tombstone in the store): not run, no row.
     removed = [name for name, source in merged.sources.items()
                if source == REMOVED_AT_RUNTIME and name in config.servers]
@@ -169,3 +181,21 @@ def _table(rows: list[dict[str, object]]) -> str:
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(line.rstrip() for line in lines)
+
+
+async def _with_sign_ins(db: str, settings: GatewaySettings,
+                         check: Callable[[], Awaitable[int]]) -> int:
+    """``check`` with the store's sign-ins readable (servers with ``auth: {type: oauth}``
+    connect with the stored sign-in, as ``serve`` would)."""
+    from fast_mcp_gateway.store import open_store
+    from fast_mcp_gateway.upstream.oauth_grant import BOOK, CredentialBook
+
+    store = await open_store(db)
+    keys = [key.get_secret_value() for key in settings.credential_keys]
+    token, opened = BOOK.set(CredentialBook(keys, db, lambda: store)), _BOOK_OPEN.set(True)
+    try:
+        return await check()
+    finally:
+        BOOK.reset(token)
+        _BOOK_OPEN.reset(opened)
+        await store.close()

@@ -14,7 +14,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime
+
+from fast_mcp_gateway.config.settings import DEFAULT_REDACT_KEYS
+from fast_mcp_gateway.telemetry.log_filter import OneLineErrors, install_log_filter
 
 
 class JsonLines(logging.Formatter):
@@ -52,3 +57,31 @@ def say(text: str, *, as_json: bool, level: str = "INFO", instance: str | None =
     if instance is not None:
         entry["instance"] = instance
     return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(level: str, form: str = "text", instance: str | None = None,
+                      keys: Iterable[str] = DEFAULT_REDACT_KEYS) -> None:
+    """The CLI's logging: one handler on stderr (text or JSON lines), every record
+    masked (under ``keys``, the records' ``redact_keys``), the libraries' per-request
+    chatter kept out unless debugging."""
+    logging.basicConfig(
+        stream=sys.stderr, level=getattr(logging, level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if form == "json":
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonLines(instance))
+    # Every record (httpx's: request URLs) passes the masking, under the records' keys.
+    install_log_filter(keys=keys)
+    # aiosqlite logs every statement with its parameters at DEBUG: half of a debug log,
+    # and each call record's arguments and error (the store's business) in the log.
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
+    # FastMCP's per-request chatter is traffic, not state; keep it out unless debugging.
+    if level != "DEBUG":
+        logging.getLogger("fastmcp").setLevel(logging.WARNING)
+        logging.getLogger("mcp").setLevel(logging.WARNING)
+        # The SDK's HTTP client logs every request at INFO ("HTTP Request: POST ..."):
+        # per_client and ${caller.*} sessions made a line per call.
+        for name in ("httpx2", "httpx", "httpcore2", "httpcore"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger("asyncpg.pool").addFilter(OneLineErrors())  # the store says why

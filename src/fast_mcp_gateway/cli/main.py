@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import logging
 import os
 import sys
@@ -21,13 +22,13 @@ import anyio
 from pydantic import ValidationError
 
 from fast_mcp_gateway._version import __version__
+from fast_mcp_gateway.cli.log_format import configure_logging
 from fast_mcp_gateway.cli.loop import choose_loop
 from fast_mcp_gateway.config.auth import TOKEN_SERVERS_LATER
 from fast_mcp_gateway.config.loader import load_config
 from fast_mcp_gateway.config.schema import GatewayConfig
 from fast_mcp_gateway.config.settings import GatewaySettings, default_db_path, settings_problem
 from fast_mcp_gateway.errors import ConfigError
-from fast_mcp_gateway.telemetry.log_filter import OneLineErrors, install_log_filter
 
 DEFAULT_CONFIG = Path("servers.yaml")
 
@@ -163,10 +164,13 @@ def _parser() -> argparse.ArgumentParser:
                                                   "link to a running 'serve --dashboard'")
     dashboard.add_argument("--open", action="store_true", help="open the link in the browser")
 
+    from fast_mcp_gateway.cli.login import add_parser as add_login
     from fast_mcp_gateway.cli.pins import add_parser as add_pins
 
-    add_pins(sub, f"the gateway's store, a file or a URL (default: $MCP_GATEWAY_DB or "
-                  f"{default_db_path()})")
+    db_help = f"the gateway's store, a file or a URL (default: $MCP_GATEWAY_DB or " \
+              f"{default_db_path()})"
+    add_pins(sub, db_help)
+    add_login(sub, db_help)
     stats = sub.add_parser("stats", help="counts, success rates and latency percentiles")
     store_args(stats)
     stats.add_argument("--by", choices=["server", "tool"], default=None,
@@ -206,33 +210,6 @@ def _settings(args: argparse.Namespace) -> GatewaySettings:
     elif settings.db is None and args.command in ("serve", "servers", "check"):
         settings = settings.model_copy(update={"db": str(default_db_path())})
     return settings
-
-
-def _configure_logging(settings: GatewaySettings) -> None:
-    level, form = settings.log_level, settings.log_format
-    logging.basicConfig(
-        stream=sys.stderr, level=getattr(logging, level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if form == "json":
-        from fast_mcp_gateway.cli.log_format import JsonLines
-
-        for handler in logging.getLogger().handlers:
-            handler.setFormatter(JsonLines(settings.instance_id))
-    # Every record (httpx's: request URLs) passes the masking, under the records' keys.
-    install_log_filter(keys=settings.redact_keys)
-    # aiosqlite logs every statement with its parameters at DEBUG: half of a debug log,
-    # and each call record's arguments and error (the store's business) in the log.
-    logging.getLogger("aiosqlite").setLevel(logging.INFO)
-    # FastMCP's per-request chatter is traffic, not state; keep it out unless debugging.
-    if level != "DEBUG":
-        logging.getLogger("fastmcp").setLevel(logging.WARNING)
-        logging.getLogger("mcp").setLevel(logging.WARNING)
-        # The SDK's HTTP client logs every request at INFO ("HTTP Request: POST ..."):
-        # per_client and ${caller.*} sessions made a line per call.
-        for name in ("httpx2", "httpx", "httpcore2", "httpcore"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-        logging.getLogger("asyncpg.pool").addFilter(OneLineErrors())  # the store says why
 
 
 def _load(settings: GatewaySettings, command: str, *, defaulted: bool = False) -> GatewayConfig:
@@ -297,7 +274,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parse(argv)
+    gc.disable()  # the parsers' cycles die young, freed by one pass (none is kept frozen)
+    try:
+        args = _parse(argv)
+    finally:
+        gc.enable()
     if args.command == "serve":
         return _run(args)
     try:
@@ -322,6 +303,11 @@ def _run(args: argparse.Namespace) -> int:
         from fast_mcp_gateway.cli.pins import run_pins
 
         return anyio.run(run_pins, args)
+    if args.command in ("login", "logout"):
+        from fast_mcp_gateway.cli.login import run_login
+
+        configure_logging("WARNING")  # every line masked
+        return anyio.run(run_login, args)
     if args.command in ("logs", "stats"):
         from fast_mcp_gateway.cli.reports import run_report
 
@@ -335,7 +321,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"mcp-gateway: {settings_problem(exc, _flags(args))}", file=sys.stderr)
         return 2
     try:
-        _configure_logging(settings)
+        configure_logging(settings.log_level, settings.log_format, settings.instance_id,
+                          settings.redact_keys)
         config = _load(settings, args.command, defaulted=args.config is None
                        and not os.environ.get("MCP_GATEWAY_CONFIG"))
         if settings.profile is not None:

@@ -176,7 +176,7 @@ def reclaim_fastmcp_logger(level: str) -> None:
     and stops it propagating: its records came out in another format, wrapped over
     several lines, at INFO, and past the secret filter on the root's handler (``cli/main``
     configures logging before FastMCP is imported).  They go to the root's handler
-    again, at the level ``_configure_logging`` chose; FastMCP's "Error calling tool"
+    again, at the level ``configure_logging`` chose; FastMCP's "Error calling tool"
     line for an error raised on purpose (a refusal, an upstream's error: the answer and
     the call record say why) is dropped, as are its "Error reading resource" and "Error
     rendering prompt" lines for such errors; a crash's traceback is kept."""

@@ -49,8 +49,10 @@ from fast_mcp_gateway.config.curation import (
 from fast_mcp_gateway.config.names import host_safe, shown_name, unaddressable_name
 from fast_mcp_gateway.config.numbers import whole_number
 from fast_mcp_gateway.config.timeouts import Seconds, Timeouts
+from fast_mcp_gateway.config.upstream_auth import UpstreamAuth, credential_problem
 from fast_mcp_gateway.policies.balancing import Strategy
 from fast_mcp_gateway.telemetry.redaction import (
+    MASK,
     mask_text,
     redact_header,
     redact_value,
@@ -234,6 +236,9 @@ class ServerConfig(Target):
     idle_timeout: Seconds = Field(
         default=300.0, description="per_client: seconds an unused host session's "
         "upstream session is kept")
+    auth: UpstreamAuth | None = Field(
+        default=None, description="how the gateway signs in to a url: server "
+        "(type: client_credentials; config/upstream_auth.py)")
     # Values that were interpolated from the environment: redacted wherever shown.
     secrets: frozenset[str] = Field(default=frozenset(), exclude=True)
     _mcp_servers_entry: bool = PrivateAttr(default=False)
@@ -243,8 +248,10 @@ class ServerConfig(Target):
         # Every config the process holds feeds the registry: whatever it carries may come
         # back in an upstream's stderr, an error text or a log line, and is masked there.
         targets = [self, *self.instances]
+        secret = self.auth.client_secret if self.auth is not None else None
         register_config_secrets(
-            self.secrets, {k: v for t in targets for k, v in t.env.items()},
+            [*self.secrets, *([secret] if secret else [])],
+            {k: v for t in targets for k, v in t.env.items()},
             {k: v for t in targets for k, v in t.headers.items()},
             [t.url for t in targets if t.url])
         for target in targets:  # one command line each (a shell line in 'command' too)
@@ -269,22 +276,9 @@ class ServerConfig(Target):
         return self
 
     @model_validator(mode="after")
-    def _valid_isolation(self) -> ServerConfig:
-        if self.uses_caller_credentials:
-            if self.kind == "stdio" or self.command is not None:
-                raise ValueError(
-                    "${caller.token} / ${caller.claims.<name>} can only be used in the "
-                    "headers of an HTTP upstream (url:), not for a stdio server")
-            if "isolation" in self.model_fields_set and self.isolation == "shared":
-                raise ValueError(
-                    "a server whose headers use ${caller.token} or ${caller.claims.<name>} "
-                    "is per_client (one upstream session per caller); remove "
-                    "'isolation: shared'")
-        if self.per_client and (self.replicas > 1 or self.instances):
-            raise ValueError(
-                "isolation: per_client gives each host its own upstream session, so "
-                "'replicas' and 'instances' do not apply; remove them or use "
-                "isolation: shared")
+    def _valid_credentials(self) -> ServerConfig:
+        if (problem := credential_problem(self)) is not None:
+            raise ValueError(problem)
         return self
 
     def read_from(self, mcp_servers: bool) -> ServerConfig:
@@ -370,6 +364,8 @@ class ServerConfig(Target):
             data["args"] = [mask_text(a, self.secrets) for a in data["args"]]
         if "url" in data:
             data["url"] = mask_text(data["url"], self.secrets)
+        if "auth" in data and "client_secret" in data["auth"]:
+            data["auth"]["client_secret"] = MASK
         for instance in data.get("instances", []):
             for key, redact in (("env", redact_value), ("headers", redact_header)):
                 if key in instance:

@@ -165,6 +165,13 @@ class GatewaySettings(BaseSettings):
                     "gateway, then new,old on every one, then new; going straight to new,old "
                     "refuses the rounds an updated gateway sealed on one not updated yet). "
                     "Default: a key of the process's own")
+    credential_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="keys (comma-separated, each >= 32 bytes) sealing servers' sign-ins (auth:) "
+                    "in the store; the first seals, all open. Required with PostgreSQL (the "
+                    "same on every gateway); default: credential.keys beside the SQLite file")
+    oauth_callback_port: int = Field(default=8767, ge=1, le=65535, description="the port "
+                                     "on 127.0.0.1 a sign-in returns to (open while pending)")
 
     @model_validator(mode="before")
     @classmethod
@@ -193,7 +200,7 @@ class GatewaySettings(BaseSettings):
         return self.db if self.record_calls else None
 
     @field_validator("allowed_hosts", "allowed_origins", "redact_keys", "request_state_keys",
-                     mode="before")
+                     "credential_keys", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any, info: ValidationInfo) -> Any:
         """From the environment: comma-separated names, or a JSON list."""
@@ -229,7 +236,7 @@ class GatewaySettings(BaseSettings):
         is the ``http://localhost`` a browser's Origin says; no origin is refused."""
         return list(dict.fromkeys(allowed_origin(origin) for origin in origins))
 
-    @field_validator("request_state_keys")
+    @field_validator("request_state_keys", "credential_keys")
     @classmethod
     def _secret_enough(cls, keys: list[SecretStr]) -> list[SecretStr]:
         seen: set[str] = set()
@@ -372,7 +379,7 @@ def default_db_path() -> Path:
     return Path(base) / "fast-mcp-gateway" / "gateway.db"
 
 
-_SECRET_SETTINGS = frozenset({"db", "request_state_keys"})
+_SECRET_SETTINGS = frozenset({"db", "request_state_keys", "credential_keys"})
 
 
 SSE_BODY_LIMIT = (

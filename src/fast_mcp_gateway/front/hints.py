@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from fast_mcp_gateway.front.provider import GatewayProvider
 
 HINTED_LISTS = ("tools/list", "prompts/list", "resources/list", "resources/templates/list")
-_CONTRIBUTING = (UpstreamState.READY, UpstreamState.STARTING, UpstreamState.RECONNECTING)
+_CONTRIBUTING = (UpstreamState.READY, UpstreamState.STARTING, UpstreamState.RECONNECTING,
+                 UpstreamState.SIGNED_OUT)
 _ITEMS = {"tools/list": "tools", "prompts/list": "prompts", "resources/list": "resources",
           "resources/templates/list": "templates"}
 

@@ -17,7 +17,8 @@ from fast_mcp_gateway.front.early import instructions_head
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.upstream.model import UpstreamState
 
-_EXPOSED = (UpstreamState.READY, UpstreamState.STARTING, UpstreamState.RECONNECTING)
+_EXPOSED = (UpstreamState.READY, UpstreamState.STARTING, UpstreamState.RECONNECTING,
+            UpstreamState.SIGNED_OUT)
 
 INSTRUCTIONS_LIMIT = 8192
 """Characters of composed ``instructions`` at most (each server gets an equal share of

@@ -133,6 +133,7 @@ def _of_namespace(kind: Kind | str, name: str, view: CatalogView,
 
 _WHY = {"starting": "it is still starting",
         "reconnecting": "it is reconnecting (gateway_list_servers says why)",
+        "signed_out": "it needs sign-in (the gateway_sign_in tool, or mcp-gateway login)",
         "failed": "it failed to start (gateway_list_servers says why)",
         "disabled": "it is disabled (gateway_enable_server turns it back on)",
         "stopped": "it is stopped",

@@ -27,7 +27,8 @@ from fast_mcp_gateway.upstream.replica import UpstreamState
 
 logger = logging.getLogger(__name__)
 
-EXPOSED_STATES = (UpstreamState.READY, UpstreamState.STARTING, UpstreamState.RECONNECTING)
+EXPOSED_STATES = (UpstreamState.READY, UpstreamState.STARTING, UpstreamState.RECONNECTING,
+                  UpstreamState.SIGNED_OUT)
 
 
 def build_view(ordered: Sequence[Service], previous: CatalogView, *, names: NameBook,

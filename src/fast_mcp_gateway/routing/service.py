@@ -66,7 +66,8 @@ ROUTE_META_KEY = "io.github.fast-mcp-gateway/route"
 _STALE_ENTRIES = 1024
 _TRANSPORT_NAMES = frozenset({"stdio", "http", "sse"})
 _STATE_ORDER = (UpstreamState.READY, UpstreamState.RECONNECTING, UpstreamState.STARTING,
-                UpstreamState.FAILED, UpstreamState.DISABLED, UpstreamState.STOPPED)
+                UpstreamState.SIGNED_OUT, UpstreamState.FAILED, UpstreamState.DISABLED,
+                UpstreamState.STOPPED)
 
 
 def _retry_policy(config: ServerConfig) -> RetryPolicy:

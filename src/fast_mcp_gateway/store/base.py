@@ -15,6 +15,7 @@ against each backend, so a behaviour written here is a behaviour every backend h
 - ``AlertStore``: runtime alert rules (tombstones delete a servers.yaml rule) and the
   alert history (firing/resolved transitions), paged like the other histories.
 - ``PinStore``: pinned tool/prompt/resource definitions, approved and pending.
+- ``CredentialStore`` (credentials.py): servers' sign-ins (``auth:``), their secrets sealed.
 
 The protocols exchange the frozen dataclasses of records.py.  Errors a backend meets
 (a file it cannot use, a bad cursor) are ``StorageError``; ``StoreUnavailable`` (a
@@ -30,6 +31,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from fast_mcp_gateway.errors import GatewayError
+from fast_mcp_gateway.store.credentials import CredentialStore
 from fast_mcp_gateway.store.eras import EraStore
 from fast_mcp_gateway.store.names import NameStore
 from fast_mcp_gateway.store.records import (
@@ -310,7 +312,7 @@ class PinStore(Protocol):
 
 
 class Store(ControlPlaneStore, InvocationStore, AuditStore, HealthStore, InspectionStore,
-            AlertStore, PinStore, EraStore, NameStore, Protocol):
+            AlertStore, PinStore, EraStore, NameStore, CredentialStore, Protocol):
     """Every concern of one backend, and its lifetime."""
 
     async def close(self) -> None:

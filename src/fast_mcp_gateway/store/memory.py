@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from fast_mcp_gateway.store.base import invocation_page, parse_cursor, written_position
+from fast_mcp_gateway.store.credentials import MemoryCredentials
 from fast_mcp_gateway.store.eras import EraNeed
 from fast_mcp_gateway.store.feed import LocalChangeFeed
 from fast_mcp_gateway.store.names import NameBinding, claimed
@@ -47,12 +48,13 @@ from fast_mcp_gateway.store.stats import (
 )
 
 
-class MemoryStore:
+class MemoryStore(MemoryCredentials):
     """Every ``Store`` protocol, in memory (see the module docstring)."""
 
     shared = False  # one process, one gateway
 
     def __init__(self) -> None:
+        super().__init__()
         self._invocations: dict[str, Invocation] = {}
         self._written: dict[str, int] = {}  # the order records were written in
         self._writes = itertools.count(1)

@@ -42,6 +42,7 @@ from fast_mcp_gateway.store.base import (
     pin_record,
     pin_row,
 )
+from fast_mcp_gateway.store.credentials import PgCredentials
 from fast_mcp_gateway.store.eras import EraNeed
 from fast_mcp_gateway.store.names import NameBinding, claimed
 from fast_mcp_gateway.store.outage import pool_connect, quiet_pool_floor
@@ -86,7 +87,7 @@ __all__ = ["PostgresStore"]
 R = TypeVar("R")
 
 
-class PostgresStore(PgCallLog):
+class PostgresStore(PgCallLog, PgCredentials):
     """Every ``Store`` protocol on PostgreSQL.  Create with ``await PostgresStore.open``."""
 
     shared = True

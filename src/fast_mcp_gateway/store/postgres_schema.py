@@ -253,9 +253,28 @@ MIGRATIONS: list[tuple[int, str]] = [
     );
     CREATE INDEX parked_rounds_addressee ON parked_rounds (addressee, kind);
     """),
+    (14, """
+    -- a server's sign-in (auth:), one row per (server, owner): only 'sealed' holds
+    -- secrets, sealed with the credential keys (store/credentials.py)
+    CREATE TABLE upstream_credentials (
+        server TEXT COLLATE "C" NOT NULL,
+        owner TEXT COLLATE "C" NOT NULL,
+        issuer TEXT,
+        token_endpoint TEXT,
+        revocation_endpoint TEXT,
+        resource TEXT,
+        scopes TEXT,
+        redirect_uri TEXT,
+        expires_at DOUBLE PRECISION,
+        sealed TEXT NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        updated_by TEXT NOT NULL,
+        PRIMARY KEY (server, owner)
+    );
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
-READABLE_FROM: dict[int, int] = {10: 9, 11: 9, 12: 9, 13: 9}
+READABLE_FROM: dict[int, int] = {10: 9, 11: 9, 12: 9, 13: 9, 14: 9}
 """Migrations that leave the database usable by older gateways: version -> the oldest
 schema version whose gateways may use it (``schema_readers``).  Only a migration that
 adds (nullable columns, tables, indexes) may claim it; none of 1-9 does (they predate it).
@@ -263,12 +282,12 @@ adds (nullable columns, tables, indexes) may claim it; none of 1-9 does (they pr
 under the unique index).  11 does: a gateway of 9 or 10 writes its records without
 a client_kind (NULL: an admin's only).  12 does: a gateway of 9-11 holds its leases
 leaving ``servers`` alone (a row it takes over keeps another holder's tag: not read as
-its own, ``records.servers_of``).  13 does: a table only gateways of 13 use."""
+its own, ``records.servers_of``).  13 and 14 do: tables only gateways of 13 (14) use."""
 
 TABLES = frozenset({"invocations", "invocation_minutes", "invocation_hours", "audit",
                     "servers", "routes", "health_records", "inspector_history", "changes",
                     "alert_rules", "alert_events", "pins", "leases", "era_needs",
-                    "name_bindings"})
+                    "name_bindings", "upstream_credentials"})
 
 # Take a free or expired lease, or renew one's own; returns the holder after it (no row:
 # another holder's lease is still running).

@@ -47,6 +47,7 @@ from fast_mcp_gateway.store.base import (
     pin_record,
     pin_row,
 )
+from fast_mcp_gateway.store.credentials import SQLiteCredentials
 from fast_mcp_gateway.store.eras import EraNeed
 from fast_mcp_gateway.store.feed import LocalChangeFeed
 from fast_mcp_gateway.store.files import (
@@ -89,7 +90,7 @@ _BY_AGE = (("invocations", "started_at", "started_at, id"),
            ("inspector_history", "at", "rowid"), ("alert_events", "at", "rowid"))
 
 
-class SQLiteStore(SQLiteCallLog):
+class SQLiteStore(SQLiteCallLog, SQLiteCredentials):
     """Async access to the gateway's SQLite file.  Create with ``await SQLiteStore.open``."""
 
     shared = False  # one gateway owns a file

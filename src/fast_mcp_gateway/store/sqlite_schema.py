@@ -211,9 +211,28 @@ MIGRATIONS: list[tuple[int, str]] = [
     -- that holder (records.lease_servers): a forget of their pins elsewhere is refused
     ALTER TABLE leases ADD COLUMN servers TEXT;
     """),
+    (14, """
+    -- a server's sign-in (auth:), one row per (server, owner): only 'sealed' holds
+    -- secrets, sealed with the credential keys (store/credentials.py)
+    CREATE TABLE upstream_credentials (
+        server TEXT NOT NULL,
+        owner TEXT NOT NULL,             -- 'gateway' (one sign-in for every caller)
+        issuer TEXT,
+        token_endpoint TEXT,
+        revocation_endpoint TEXT,
+        resource TEXT,
+        scopes TEXT,
+        redirect_uri TEXT,
+        expires_at REAL,                 -- unix seconds (the access token's)
+        sealed TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        updated_by TEXT NOT NULL,
+        PRIMARY KEY (server, owner)
+    );
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
-READABLE_FROM: dict[int, int] = {11: 10, 12: 10, 13: 10}
+READABLE_FROM: dict[int, int] = {11: 10, 12: 10, 13: 10, 14: 10}
 """Migrations that leave the store usable by older gateways: version -> the oldest schema
 version whose gateways may use it (``schema_readers``).  Only a migration that adds
 (nullable columns, tables, indexes) may claim it; none of 1-10 does (they predate it).
@@ -221,14 +240,14 @@ version whose gateways may use it (``schema_readers``).  Only a migration that a
 under the unique index).  12 does: a gateway of 10 or 11 writes its records without
 a client_kind (NULL: an admin's only).  13 does: a gateway of 10-12 holds its leases
 leaving ``servers`` alone (a row it takes over keeps another holder's tag: not read as
-its own, ``records.servers_of``)."""
+its own, ``records.servers_of``).  14 does: a table only gateways of 14 use."""
 CACHE_KIB = 128
 """SQLite page cache per connection, KiB (``PRAGMA cache_size``; SQLite's default: 2000)."""
 
 TABLES = frozenset({"invocations", "invocation_minutes", "invocation_hours", "audit",
                     "servers", "routes", "health_records", "inspector_history",
                     "alert_rules", "alert_events", "pins", "leases", "era_needs",
-                    "name_bindings"})
+                    "name_bindings", "upstream_credentials"})
 
 # Take a free or expired lease, or renew one's own; returns the holder after it.
 LEASE = ("INSERT INTO leases (name, holder, expires_at, servers) VALUES (?1, ?2, ?3, ?5)"
@@ -367,6 +386,9 @@ COLUMNS: dict[str, frozenset[str]] = {
     "leases": frozenset({"name", "holder", "expires_at", "servers"}),
     "era_needs": frozenset({"server", "start", "era", "reason", "at"}),
     "name_bindings": frozenset({"kind", "exposed", "server", "original", "base", "at"}),
+    "upstream_credentials": frozenset({
+        "server", "owner", "issuer", "token_endpoint", "revocation_endpoint", "resource",
+        "scopes", "redirect_uri", "expires_at", "sealed", "updated_at", "updated_by"}),
 }
 """Every table's columns at ``SCHEMA_VERSION``: what ``MIGRATIONS`` build on an empty
 database, written out (tests/test_store.py builds them and compares).  Building them at

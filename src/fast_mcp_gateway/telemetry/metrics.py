@@ -56,8 +56,8 @@ TOOL = "gen_ai_tool_name"
 # Every state a replica, its health and its breaker can be in: each is exposed as one
 # series per value (1 for the current one), so a dashboard can sum by state.
 # ``invalid``: not running, its entry in the config file does not validate.
-UPSTREAM_STATES = ("starting", "ready", "reconnecting", "failed", "disabled", "stopped",
-                   "invalid")
+UPSTREAM_STATES = ("starting", "ready", "reconnecting", "signed_out", "failed", "disabled",
+                   "stopped", "invalid")
 HEALTH_STATES = ("HEALTHY", "DEGRADED", "UNHEALTHY", "UNKNOWN")
 BREAKER_STATES = ("closed", "open", "half_open")
 

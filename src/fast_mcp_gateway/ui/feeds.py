@@ -16,6 +16,7 @@ Each is an existing listener seam, so the hot paths gain one function call each:
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from fast_mcp_gateway.alerts.states import Transition
 from fast_mcp_gateway.front.calls import actor_name
@@ -63,3 +64,14 @@ def call_publisher(bus: EventBus) -> CallObserver:
                              "retries": call.path.retries})
 
     return observe
+
+
+def wired_bus(manager: Any, observers: list[CallObserver], alerts: Any) -> EventBus:
+    """The one live event stream (dashboard, alerts), fed by existing hooks only: the
+    manager's transitions and catalog changes, the calls, the alerts' transitions."""
+    bus = EventBus()
+    manager.on_transition(transition_publisher(bus))
+    manager.on_change(catalog_publisher(bus))
+    observers.append(call_publisher(bus))
+    alerts.on_transition.append(alert_publisher(bus))
+    return bus

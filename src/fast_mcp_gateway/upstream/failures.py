@@ -267,6 +267,11 @@ def _http_refusal(failed: StepFailed, transport: ClientTransport | None) -> str 
     if failed.method not in _OPENING or status is None or not isinstance(cause, MCPError):
         return None
     code, reason, url = status
+    if code in (401, 403) and getattr(transport, "auth", None) is not None:  # auth: (OAuth)
+        return (f"connect: {failed.method} got HTTP {code} at {url} with a token just "
+                "granted: the server refuses its authorization server's tokens for the "
+                "gateway; check auth.scopes and that auth names the server's own "
+                "authorization server")
     if code >= 400 and (cause.error.code, cause.error.message) in _HTTP_STAND_INS:
         return f"connect: {failed.method} got {http_status_text(code, reason, url)}"
     prefix = _NOT_MCP_STAND_INS.get(cause.error.code)
@@ -395,6 +400,9 @@ def unavailable_text(state: UpstreamState, name: str, last_error: str | None,
         return f"is reconnecting ({last_error or 'connection lost'}{retry})"
     if state is UpstreamState.FAILED:
         return f"has failed: {last_error}"
+    if state is UpstreamState.SIGNED_OUT:
+        return last_error or f"needs sign-in: call the gateway_sign_in tool or run " \
+            f"'mcp-gateway login {name}'"
     if state is UpstreamState.READY and ended is not None:
         return f"is restarting ({ended})"
     return f"is {state}"

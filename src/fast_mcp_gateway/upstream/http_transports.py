@@ -7,9 +7,9 @@ does (the SDK's ``streamable_http_client`` / ``sse_client`` over an
 ``TappedStdioTransport`` does: importing ``fastmcp.client`` loads its OAuth flows,
 token storage (``key_value``) and ``beartype`` (~8 MB of RSS), and a server the
 configuration reaches by URL and headers needs none of them (a bearer token is a
-header).  A transport that does (fastmcp's ``auth="oauth"``, its OAuth providers) is
-fastmcp's own, given through a ``TransportFactory``: the supervisor runs any
-``ClientTransport``.
+header; an ``auth:`` block's token is the gateway's own ``BearerAuth``, bearer.py, got
+before the session opens).  fastmcp's OAuth providers are fastmcp's own transport's,
+given through a ``TransportFactory``: the supervisor runs any ``ClientTransport``.
 """
 
 from __future__ import annotations
@@ -106,6 +106,13 @@ class _UrlTransport(_TransportBase):
             return client
         return self.httpx_client_factory(headers=dict(self.headers), auth=self.auth, **timeout)
 
+    async def _ready(self) -> None:
+        """A token before the session opens, when ``auth`` gets one (``bearer.py``):
+        an authorization server that refuses is said at the connect, in its words."""
+        ready = getattr(self.auth, "ready", None)
+        if ready is not None:
+            await ready()
+
     def _idle(self) -> IdleBound:
         if self.idle is None:
             self.idle = IdleBound(self.label or _where(self.url))
@@ -141,6 +148,7 @@ class FastHttpTransport(_UrlTransport):
         self, *, transport_options: Any = None, **session_kwargs: Any,
     ) -> AsyncIterator[ClientSession]:
         session_class = self._session_class(transport_options)
+        await self._ready()
         # fastmcp's rule: MCP's 30 s connect default, and a read timeout only ever
         # longer than 300 s (a session enforces request timeouts itself, and a call may
         # carry a longer one than the session's).
@@ -190,6 +198,7 @@ class FastSseTransport(_UrlTransport):
         self, *, transport_options: Any = None, **session_kwargs: Any,
     ) -> AsyncIterator[ClientSession]:
         session_class = self._session_class(transport_options)
+        await self._ready()
         read = session_kwargs.get("read_timeout_seconds")
 
         def client(headers: dict[str, str] | None = None, timeout: httpx2.Timeout | None = None,

@@ -20,6 +20,7 @@ import mcp_types as types
 from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
+from fast_mcp_gateway.errors import SignInFailed, SignInRequired
 from fast_mcp_gateway.telemetry.redaction import MASK, mask_text
 from fast_mcp_gateway.upstream.launch import LaunchFailed
 from fast_mcp_gateway.upstream.loops import HandshakesCrossed
@@ -29,6 +30,7 @@ class UpstreamState(StrEnum):
     STARTING = "starting"
     READY = "ready"
     RECONNECTING = "reconnecting"
+    SIGNED_OUT = "signed_out"  # auth: oauth without a usable sign-in (upstream/sign_in.py)
     FAILED = "failed"
     DISABLED = "disabled"
     STOPPED = "stopped"
@@ -252,7 +254,8 @@ def unreachable(exc: BaseException | None) -> bool:
     there (yet: started after the gateway, or restarting for a deploy), not one that
     crashes; or a gateway whose handshake crossed this gateway's (``HandshakesCrossed``:
     any host may claim to be it).  The supervisor never parks such a server; it keeps
-    retrying it.  A TLS
+    retrying it; nor one whose authorization server is not there or fails
+    (``SignInFailed.retryable``).  A TLS
     failure anywhere in the chain (httpx reports it as a connect error) is not one."""
     seen: set[int] = set()
     stack = [exc]
@@ -264,7 +267,8 @@ def unreachable(exc: BaseException | None) -> bool:
         seen.add(id(current))
         if isinstance(current, ssl.SSLError):
             return False  # TLS that does not fit (certificate, protocol): a misconfiguration
-        if isinstance(current, httpx2.ConnectError | HandshakesCrossed):
+        if isinstance(current, httpx2.ConnectError | HandshakesCrossed) or (
+                isinstance(current, SignInFailed) and current.retryable):
             found = True
         if isinstance(current, BaseExceptionGroup):
             stack.extend(current.exceptions)
@@ -390,3 +394,18 @@ def _connect_error(exc: httpx2.ConnectError) -> str:
     detail = root.strerror if isinstance(root, OSError) and root.strerror else str(exc)
     return (f"cannot connect to {url}: {detail or type(exc).__name__}; check that the "
             "server is running and reachable from this machine")
+
+
+def needs_sign_in(exc: BaseException | None) -> SignInRequired | None:
+    """The ``SignInRequired`` a connect attempt failed with (``auth: oauth`` without a
+    usable sign-in: the replica is ``signed_out``, ``upstream/sign_in.py``), if it did."""
+    seen: list[BaseException | None] = [exc]
+    while seen:
+        current = seen.pop()
+        if isinstance(current, SignInRequired):
+            return current
+        if isinstance(current, BaseExceptionGroup):
+            seen.extend(current.exceptions)
+        elif current is not None:
+            seen += [current.__cause__, current.__context__]
+    return None

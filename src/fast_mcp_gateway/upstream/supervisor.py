@@ -30,7 +30,7 @@ from mcp import ClientSession
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from fast_mcp_gateway.config.schema import ServerConfig
-from fast_mcp_gateway.errors import UpstreamTimeout
+from fast_mcp_gateway.errors import SignInRequired, UpstreamTimeout
 from fast_mcp_gateway.telemetry.redaction import mask_text
 from fast_mcp_gateway.upstream.failures import (
     connect_timeout_text,
@@ -45,6 +45,7 @@ from fast_mcp_gateway.upstream.model import (
     RestartPolicy,
     StderrTail,
     UpstreamState,
+    needs_sign_in,
     unreachable,
 )
 from fast_mcp_gateway.upstream.processes import (
@@ -64,8 +65,10 @@ from fast_mcp_gateway.upstream.session import (
     StepFailed,
     negotiate,
 )
+from fast_mcp_gateway.upstream.sign_in import wait_signed_in
 from fast_mcp_gateway.upstream.stats import ReplicaAccounting
 from fast_mcp_gateway.upstream.stdio_tap import STOP_GRACE, TappedStdioTransport
+from fast_mcp_gateway.upstream.transitions import tell_transition
 from fast_mcp_gateway.upstream.transports import TransportFactory, default_transport, relay_options
 
 if TYPE_CHECKING:
@@ -137,6 +140,7 @@ class Supervisor:
         self._timed_out = self._unreachable = False  # last attempt: at its deadline / no one there
         self._stderr = CountingSink(self.stderr)  # its bytes: progress while connecting
         self._lineage, self._loop = lineage or Lineage(), cast("str | None", None)  # loops.py
+        self._signed_out: SignInRequired | None = None  # auth: oauth, no usable sign-in
 
     # -- state ------------------------------------------------------------------
 
@@ -284,6 +288,12 @@ class Supervisor:
                     break
                 if self._restart_requested:
                     continue
+                if (signed_out := self._signed_out) is not None:  # no failure: a wait
+                    self.last_error = signed_out.detail
+                    self._set_state(UpstreamState.SIGNED_OUT)
+                    await wait_signed_in(self.name, signed_out, self._wake)
+                    self.last_error = None
+                    continue
                 if self._loop is not None:  # never retried: it stays a loop (loops.py)
                     self.last_error = self._loop
                     self._set_state(UpstreamState.FAILED)
@@ -328,7 +338,7 @@ class Supervisor:
             self._first_attempt.set()
 
     def _explain_failure(self, exc: BaseException | None, text: str | None = None) -> str:
-        self._unreachable = unreachable(exc)
+        self._unreachable, self._signed_out = unreachable(exc), needs_sign_in(exc)
         return explain_connect_failure(
             exc, text, kind=self.config.kind, stderr=self.stderr.current(40), step=self._step,
             notice=self._notice, violations=self._violations, transport=self._transport)
@@ -487,13 +497,4 @@ class Supervisor:
         previous, self.state = self.state, state
         if state is not UpstreamState.READY and state is not UpstreamState.STOPPED:
             self._stats.ready_since = None
-        # A session lost (a crash: ready -> reconnecting) or given up on is a warning; a
-        # replica is named as the balancer and gateway_health name it (rep#1).
-        lost = previous is UpstreamState.READY and state is UpstreamState.RECONNECTING
-        level = logging.WARNING if lost or state is UpstreamState.FAILED else logging.INFO
-        logger.log(level, "upstream %s: %s -> %s%s", self.label, previous, state,
-                   f" ({self.last_error})" if self.last_error and state != "ready" else "")
-        self._hooks.state_changed(str(state), f"{previous} -> {state}" + (
-            f": {self.last_error}" if self.last_error and state is not UpstreamState.READY
-            else ""))
-        self._hooks.notify()
+        tell_transition(self.label, previous, state, self.last_error, self._hooks)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from fastmcp.client.transports import ClientTransport
     from fastmcp.client.transports.base import TransportOptions
 
+    from fast_mcp_gateway.upstream.bearer import BearerAuth
     from fast_mcp_gateway.upstream.http_tap import HttpTap
     from fast_mcp_gateway.upstream.http_transports import FastHttpTransport, FastSseTransport
     from fast_mcp_gateway.upstream.stdio_tap import RawTap
@@ -45,13 +46,19 @@ def default_transport(config: ServerConfig, stderr: TextIO | None) -> ClientTran
             session_class=RelaySession,
         )
     assert config.url is not None
+    auth: BearerAuth | None = None
+    if config.auth is not None:  # the gateway's bearer; the side door steps aside
+        from fast_mcp_gateway.upstream.bearer import bearer_for
+
+        auth = bearer_for(config)
     if config.kind == "sse":
         sse: FastSseTransport = _sse_transport()(config.url,
-                                                 headers=dict(config.headers) or None)
+                                                 headers=dict(config.headers) or None, auth=auth)
         return sse
     # The SDK's streamable-HTTP client, plus a raw side door for 2026-07-28 calls.
     transport: FastHttpTransport = _http_transport()(config.url,
-                                                     headers=dict(config.headers) or None)
+                                                     headers=dict(config.headers) or None,
+                                                     auth=auth)
     transport.max_message_bytes = config.max_message_bytes
     return transport
 
@@ -123,6 +130,13 @@ class HttpFacts:
         self.content_type = response.headers.get("content-type")
 
 
+def refused_by(transport: Any, auth: BearerAuth | None) -> None:
+    """A token the server refuses ends the session (its supervisor's ``on_lost``); the
+    reconnect's ``ready`` then says why (``upstream/bearer.py``)."""
+    if auth is not None:
+        auth.on_refused = lambda reason: transport.on_lost and transport.on_lost(reason)
+
+
 @functools.cache
 def _sse_transport() -> Callable[..., Any]:
     """``SseTransport``, defined on first use (``http_transports`` loads httpx)."""
@@ -131,10 +145,12 @@ def _sse_transport() -> Callable[..., Any]:
     class SseTransport(FastSseTransport):
         """The SSE transport, keeping the endpoint's ``facts``."""
 
-        def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
+        def __init__(self, url: str, headers: dict[str, str] | None = None,
+                     auth: BearerAuth | None = None) -> None:
             self.facts = HttpFacts()
             super().__init__(url, headers=headers, httpx_client_factory=self.facts.client,
-                             session_class=RelaySession)
+                             session_class=RelaySession, auth=auth)
+            refused_by(self, auth)
 
     return SseTransport
 
@@ -149,10 +165,12 @@ def _http_transport() -> Callable[..., Any]:
         """The streamable HTTP transport (with the side door), keeping the endpoint's
         ``facts``."""
 
-        def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
+        def __init__(self, url: str, headers: dict[str, str] | None = None,
+                     auth: BearerAuth | None = None) -> None:
             self.facts = HttpFacts()
             super().__init__(url, headers=headers, httpx_client_factory=self.facts.client,
-                             session_class=RelaySession)
+                             session_class=RelaySession, auth=auth)
+            refused_by(self, auth)
 
         @property
         def prefers_modern(self) -> bool:

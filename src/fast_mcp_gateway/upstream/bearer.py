@@ -1,0 +1,190 @@
+"""The gateway's bearer on the request path of a server with ``auth:``.
+
+``TokenSlot`` holds one server's current token (shared by its replicas and sessions, for
+the process's life) and renews it; ``BearerAuth`` (an ``httpx2.Auth``, one per
+transport) puts it on every request.
+
+* No lock per request: a request reads the slot's token and goes.  Only a renewal is
+  single-flight (``anyio.Lock``): requests that find the token due, or that got a 401
+  with it, wait for one renewal and go on with its token (``version`` tells a request
+  whether the token it sent was renewed meanwhile).  The SDK's ``OAuthClientProvider``
+  holds one lock across every request until its answer's head: one call at a time per
+  session (measured, docs/design/upstream-oauth.md 1.2); it is never on this path.
+* Renewed before expiry: once ``now >= expires_at - margin`` (margin: 10 % of the
+  lifetime, at least 60 s, at most half of it), and once after a 401 (the request
+  resent once with the new token: the SDK's requests are repeatable).
+* Never an interactive flow here.  A renewal that fails on the request path leaves
+  the old token in use (it may still be good); a 401 it cannot cure ends the session
+  (``on_refused``: the supervisor reconnects, and ``ready`` at the connect raises
+  ``SignInFailed``, which names what is wrong).  A failed renewal is not tried again
+  for ``RETRY_AFTER`` seconds on the request path (a down authorization server is not
+  asked once per call).
+
+Tokens are added to the bounded redaction registry (``telemetry.redaction.CALLERS``)
+when granted: masked in every log and text while they may be in use.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncGenerator, Callable
+from typing import TYPE_CHECKING, Protocol
+
+import anyio
+import httpx2
+
+from fast_mcp_gateway.config.schema import ServerConfig
+from fast_mcp_gateway.config.upstream_auth import UpstreamAuth
+from fast_mcp_gateway.errors import SignInFailed
+from fast_mcp_gateway.upstream.oauth_grant import BOOK
+
+if TYPE_CHECKING:
+    from fast_mcp_gateway.upstream.token_grants import Token
+
+logger = logging.getLogger(__name__)
+
+RETRY_AFTER = 10.0
+"""Seconds a failed renewal is not tried again on the request path (a connect tries)."""
+
+
+class Grant(Protocol):
+    """Where a slot's tokens come from: the client-credentials grant, or a person's
+    sign-in renewed with its refresh token (``oauth_grant.RefreshGrant``)."""
+
+    async def fetch(self, current: Token | None) -> Token:
+        """A token to use instead of ``current`` (``SignInFailed``/``SignInRequired``)."""
+        ...
+
+
+class TokenSlot:
+    """One server's current token and its renewal (module docstring)."""
+
+    def __init__(self, server: str, grant: Grant,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.server = server
+        self.token: Token | None = None
+        self.version = 0  # bumped by each new token
+        self.renewals = 0  # tokens asked for (a test and the status read it)
+        self._grant, self._clock = grant, clock
+        self._lock = anyio.Lock()
+        self._failed: tuple[int, float, SignInFailed] | None = None  # version, when, why
+
+    def due(self) -> bool:
+        """Whether the token is missing or close enough to its expiry to renew."""
+        token = self.token
+        if token is None:
+            return True
+        renew_at = token.renew_at
+        return renew_at is not None and self._clock() >= renew_at
+
+    async def ready(self) -> None:
+        """Before a session opens: a token not due, or a new one, else ``SignInFailed``."""
+        if self.due():
+            await self.renew(self.version, patient=False)
+
+    async def renew(self, seen: int, *, patient: bool = True) -> Token:
+        """A token newer than version ``seen``: another request's renewal if one ran
+        meanwhile, else a new one from the grant (one at a time).  ``patient``: on the
+        request path, a renewal that failed less than ``RETRY_AFTER`` ago fails again
+        at once."""
+        async with self._lock:
+            if self.token is not None and self.version != seen and not self.due():
+                return self.token
+            failed = self._failed
+            if patient and failed is not None and failed[0] == self.version \
+                    and self._clock() - failed[1] < RETRY_AFTER:
+                raise failed[2]
+            self.renewals += 1
+            try:
+                token = await self._grant.fetch(self.token)
+            except SignInFailed as exc:
+                self._failed = (self.version, self._clock(), exc)
+                raise
+            self.token, self._failed = token, None
+            self.version += 1
+            return token
+
+
+class BearerAuth(httpx2.Auth):
+    """``Authorization: Bearer`` from a ``TokenSlot`` on each request of one transport's
+    sessions; ``on_refused(reason)`` when the server refuses a renewed token, or none
+    could be had after a 401 (the transport ends its session)."""
+
+    requires_request_body = True  # a request resent after a 401 needs its body
+
+    def __init__(self, slot: TokenSlot) -> None:
+        self.slot = slot
+        self.on_refused: Callable[[str], None] | None = None
+
+    async def ready(self) -> None:
+        await self.slot.ready()
+
+    async def async_auth_flow(self, request: httpx2.Request
+                              ) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
+        slot = self.slot
+        token, version = slot.token, slot.version
+        if slot.due():
+            try:
+                token, version = await slot.renew(version), slot.version
+            except SignInFailed as exc:
+                logger.debug("upstream %s: renewal before expiry failed: %s", slot.server, exc)
+        if token is not None:
+            request.headers["Authorization"] = f"Bearer {token.access}"
+        response = yield request
+        if response.status_code != 401:
+            return
+        try:
+            token = await slot.renew(version)
+        except SignInFailed as exc:
+            self._refused(str(exc))
+            return
+        request.headers["Authorization"] = f"Bearer {token.access}"
+        response = yield request
+        if response.status_code == 401:
+            self._refused(f"the server refused a token just granted (HTTP 401 at "
+                          f"{request.url.copy_with(query=None)}); check auth.scopes and that "
+                          "the server accepts that authorization server's tokens")
+
+    def _refused(self, reason: str) -> None:
+        logger.warning("upstream %s: %s", self.slot.server, reason)
+        if self.on_refused is not None:
+            self.on_refused(reason)
+
+
+_SLOTS: dict[tuple[str, object, str, int], TokenSlot] = {}
+
+
+def bearer_for(config: ServerConfig) -> BearerAuth | None:
+    """The bearer of a transport to ``config``'s server; None without ``auth:``.  Its
+    replicas' transports share one ``TokenSlot`` per server, URL, ``auth`` and gateway
+    (its ``BOOK``; a new config makes a new slot: a token is never sent under settings
+    it was not got for)."""
+    auth = config.auth
+    if auth is None or config.url is None:
+        return None
+    key = (config.name, auth, config.url, id(BOOK.get()))  # one gateway's (its book's)
+    slot = _SLOTS.get(key)
+    if slot is None:
+        for old in [k for k in _SLOTS if k[0] == config.name and k[1] != auth]:
+            del _SLOTS[old]  # the server's earlier settings: their token is dropped
+        slot = _SLOTS[key] = TokenSlot(config.name, _grant(config.name, auth, config.url))
+    return BearerAuth(slot)
+
+
+def _grant(server: str, auth: UpstreamAuth, url: str) -> Grant:
+    if auth.type == "client_credentials":
+        from fast_mcp_gateway.upstream.token_grants import ClientCredentialsGrant
+
+        return ClientCredentialsGrant(server, auth, url)
+    from fast_mcp_gateway.upstream.oauth_grant import RefreshGrant
+
+    return RefreshGrant(server, url)
+
+
+def forget_tokens(server: str) -> None:
+    """Drop ``server``'s tokens held in memory (it was signed out)."""
+    for key, slot in _SLOTS.items():
+        if key[0] == server:
+            slot.token = None
+            slot.version += 1

@@ -1,0 +1,207 @@
+"""Tokens of a server a person signed in to (``auth: {type: oauth}``): kept sealed in the
+store, renewed with the refresh token -- never an interactive flow here (that is
+``sign_in.py``'s, outside any request).
+
+``CredentialBook`` is where sign-ins are kept: the gateway's store (``CredentialStore``
+rows, sealed with ``store/sealing.py``), or memory when the gateway runs without one
+(``--no-db``: a sign-in lasts that run).  The gateway (or ``mcp-gateway login``) makes
+one and sets ``BOOK`` for the tasks it starts.
+
+``RefreshGrant.fetch`` (a ``TokenSlot``'s grant, ``bearer.py``) reads the server's row
+each time: a token stored meanwhile (another process's ``login``, a refresh by another
+gateway on the same PostgreSQL) is taken as it is; a due one is refreshed at the stored
+token endpoint with the stored client and ``resource`` (RFC 8707: the same as at the
+sign-in), and the row updated.  No row, no refresh token, or a refresh the
+authorization server refuses (``invalid_grant``...) is ``SignInRequired``: the replica
+is ``signed_out`` until someone signs in (``CredentialBook.signed_in_event``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from secrets import token_hex
+from typing import Any
+from urllib.parse import quote
+
+import anyio
+import httpx2
+
+from fast_mcp_gateway.errors import SignInFailed, SignInRequired
+from fast_mcp_gateway.store.base import StorageError
+from fast_mcp_gateway.store.credentials import (
+    OWNER_GATEWAY,
+    CredentialStore,
+    MemoryCredentials,
+    StoredCredential,
+)
+from fast_mcp_gateway.store.sealing import CredentialSeal, SealBroken, credential_keys
+from fast_mcp_gateway.upstream.token_grants import TOKEN_TIMEOUT, Token, error_code, token_of
+
+logger = logging.getLogger(__name__)
+
+_REFUSED = frozenset({"invalid_grant", "invalid_client", "unauthorized_client"})
+
+
+class CredentialBook:
+    """Where sign-ins are kept (module docstring); the seal is made on first use, so a
+    gateway without ``type: oauth`` servers never makes a key file."""
+
+    def __init__(self, keys: Sequence[str], db: str | None,
+                 store: Callable[[], Any] = lambda: None) -> None:
+        self._keys, self._db, self._store = list(keys), db, store
+        self._memory = MemoryCredentials()
+        self._seal: CredentialSeal | None = None
+        self._events: dict[str, anyio.Event] = {}
+
+    def signed_in_event(self, server: str) -> anyio.Event:
+        """Set when a sign-in of ``server`` is stored through this book (then a new one)."""
+        event = self._events.get(server)
+        if event is None or event.is_set():
+            event = self._events[server] = anyio.Event()
+        return event
+
+    def announce_signed_in(self, server: str) -> None:
+        self.signed_in_event(server).set()
+
+    @property
+    def store(self) -> CredentialStore:
+        found = self._store()
+        return self._memory if found is None else found  # type: ignore[no-any-return]
+
+    @property
+    def in_memory(self) -> bool:
+        return self._store() is None
+
+    def seal(self) -> CredentialSeal:
+        if self._seal is None:
+            store = self._store()
+            keys = (self._keys or [token_hex(32)]) if store is None else credential_keys(
+                self._keys, self._db, bool(getattr(store, "shared", False)))
+            self._seal = CredentialSeal(keys)
+        return self._seal
+
+    async def load(self, server: str) -> tuple[StoredCredential, dict[str, Any]] | None:
+        """The row of ``server`` and its secrets; ``SealBroken`` when it does not open."""
+        row = await self.store.credential(server, OWNER_GATEWAY)
+        return None if row is None else (row, self.seal().open(row))
+
+    async def save(self, row: StoredCredential, secrets: dict[str, Any]) -> None:
+        sealed = self.seal().seal(row.server, row.owner, secrets)
+        await self.store.put_credential(StoredCredential(**{**row.__dict__, "sealed": sealed}))
+
+    async def forget(self, server: str) -> int:
+        return await self.store.delete_credentials(server, OWNER_GATEWAY)
+
+
+BOOK: ContextVar[CredentialBook | None] = ContextVar("fast_mcp_gateway_credentials",
+                                                     default=None)
+"""The book of the gateway (or ``login``) whose tasks read it: set where it is made."""
+
+
+def at_utc(when: float) -> str:
+    return datetime.fromtimestamp(when, UTC).strftime("%H:%M UTC")
+
+
+class RefreshGrant:
+    """A person's sign-in of one server, as a ``TokenSlot``'s grant (module docstring)."""
+
+    def __init__(self, server: str, url: str, clock: Callable[[], float] = time.time) -> None:
+        self.server, self.url, self._clock = server, url, clock
+
+    def _required(self, why: str) -> SignInRequired:
+        book = BOOK.get()
+        return SignInRequired(self.server, why,
+                              None if book is None else book.signed_in_event(self.server))
+
+    async def fetch(self, current: Token | None) -> Token:
+        book = BOOK.get()
+        if book is None:
+            raise self._required("this process keeps no sign-ins")
+        try:
+            book.seal()
+        except StorageError as exc:  # no keys for a shared store: a setting to give
+            raise SignInFailed(self.server, str(exc)) from None
+        try:
+            found = await book.load(self.server)
+        except SealBroken:
+            raise self._required("its stored sign-in was sealed with a key this gateway "
+                                 "does not have; or restore that key") from None
+        except StorageError as exc:
+            raise SignInFailed(self.server, f"its sign-in cannot be read from the store "
+                               f"({exc}); the gateway tries again", retryable=True) from None
+        if found is None:
+            raise self._required("no sign-in yet")
+        row, secrets = found
+        tokens = secrets.get("tokens") or {}
+        access, lifetime = tokens.get("access_token"), tokens.get("lifetime")
+        if isinstance(access, str) and access:
+            stored = Token(access=access, expires_at=row.expires_at, lifetime=lifetime,
+                           refresh=tokens.get("refresh_token"))
+            fresh = stored.renew_at is None or self._clock() < stored.renew_at
+            if fresh and (current is None or current.access != access):
+                from fast_mcp_gateway.telemetry.redaction import CALLERS
+
+                CALLERS.add([access, *([stored.refresh] if stored.refresh else [])])
+                return stored  # stored meanwhile (a sign-in, another gateway's refresh)
+        if not tokens.get("refresh_token"):
+            raise self._required(secrets.get("why") or "its token ended and the "
+                                 "authorization server gave no refresh token")
+        return await self._refresh(book, row, secrets)
+
+    async def _refresh(self, book: CredentialBook, row: StoredCredential,
+                       secrets: dict[str, Any]) -> Token:
+        client, tokens = secrets.get("client") or {}, secrets["tokens"]
+        endpoint = row.token_endpoint
+        if not endpoint or not client.get("client_id"):
+            raise self._required("its stored sign-in names no token endpoint")
+        form = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
+                "client_id": client["client_id"]}
+        if row.resource:
+            form["resource"] = row.resource
+        secret, method = client.get("client_secret"), client.get("token_endpoint_auth_method")
+        basic: Any = None
+        if secret and method == "client_secret_basic":
+            basic = httpx2.BasicAuth(quote(client["client_id"], safe=""), quote(secret, safe=""))
+        elif secret:
+            form["client_secret"] = secret
+        try:
+            async with httpx2.AsyncClient(timeout=TOKEN_TIMEOUT, follow_redirects=False) as http:
+                response = await http.post(endpoint, data=form, auth=basic,
+                                           headers={"accept": "application/json"})
+        except httpx2.HTTPError as exc:
+            raise SignInFailed(self.server, f"cannot reach its authorization server at "
+                               f"{endpoint} to refresh the token ({type(exc).__name__}); "
+                               "the gateway tries again", retryable=True) from None
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        code = error_code(data)
+        if response.status_code in (400, 401) and (code in _REFUSED or code is None):
+            why = (f"its refresh was refused by {row.issuer or endpoint} at "
+                   f"{at_utc(self._clock())}{f' ({code})' if code else ''}")
+            kept = {"client": client, "why": why}  # the registration stays: no new DCR
+            await book.save(row, kept)
+            logger.warning("upstream %s: refresh refused, signed out", self.server)
+            raise self._required(why)
+        token = token_of(data, self._clock()) if response.status_code == 200 \
+            and isinstance(data, dict) else None
+        if token is None:
+            raise SignInFailed(
+                self.server, f"its authorization server at {endpoint} answered HTTP "
+                f"{response.status_code}{f' ({code})' if code else ''} to a refresh, not a "
+                "token; the gateway tries again", retryable=response.status_code >= 500)
+        refresh = token.refresh or tokens["refresh_token"]  # RFC 6749 6: may keep the old
+        await book.save(
+            StoredCredential(**{**row.__dict__, "expires_at": token.expires_at,
+                                "updated_at": self._clock(), "updated_by": "refresh"}),
+            {**secrets, "tokens": {"access_token": token.access, "refresh_token": refresh,
+                                   "lifetime": token.lifetime}})
+        logger.info("upstream %s: token refreshed at %s%s", self.server, endpoint,
+                    f" (valid {token.lifetime:.0f} s)" if token.lifetime else "")
+        return Token(access=token.access, expires_at=token.expires_at,
+                     lifetime=token.lifetime, refresh=refresh)

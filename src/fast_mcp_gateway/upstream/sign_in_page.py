@@ -1,0 +1,92 @@
+"""What a person's browser meets at the end of a sign-in (``sign_in.py``): the callback
+page on 127.0.0.1, and the revocation of a sign-in at its authorization server.
+
+The page is guarded by the flow's ``state`` (the SDK's, 32 random bytes, single use):
+a callback with a state no pending flow has -- a stale link, a second use, another
+gateway's flow, a forged one -- is told so in words, and changes nothing.  It never
+shows a code, a token or the state.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import Callable
+from typing import Any, cast
+from urllib.parse import quote
+
+import anyio
+import httpx2
+
+from fast_mcp_gateway.store.credentials import StoredCredential
+from fast_mcp_gateway.upstream.token_grants import TOKEN_TIMEOUT, error_code
+
+logger = logging.getLogger(__name__)
+
+CALLBACK_PATH = "/oauth/callback"
+DONE_WITHIN = 60.0  # seconds the page waits for the token exchange to end
+
+
+def _page(title: str, text: str, status: int) -> Any:
+    from starlette.responses import HTMLResponse
+
+    return HTMLResponse(f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}"
+                        f"</title><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>",
+                        status_code=status, headers={"cache-control": "no-store"})
+
+
+def callback_app(find: Callable[[str], Any]) -> Any:
+    """The ASGI app of ``/oauth/callback``; ``find(state)`` is the pending flow or None."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.routing import Route
+
+    async def callback(request: Request) -> Any:
+        query = request.query_params
+        flow = find(query.get("state") or "")
+        if flow is None:
+            return _page("Sign-in not recognised", "This sign-in link is unknown, expired "
+                         "or already used (or the gateway restarted). Start the sign-in "
+                         "again: the gateway_sign_in tool, or mcp-gateway login <server>.",
+                         400)
+        error = error_code({"error": query.get("error")}) or (
+            "an error" if query.get("error") else None)
+        if error is None and not query.get("code"):
+            return _page("Sign-in incomplete", "The authorization server sent no code. "
+                         "Start the sign-in again.", 400)
+        flow.came_back(query.get("code"), query.get("iss"), error)
+        with anyio.move_on_after(DONE_WITHIN):
+            await flow.done.wait()
+        if flow.error is not None or not flow.done.is_set():
+            why = getattr(flow.error, "detail", None) or "it did not finish in time"
+            return _page(f"Sign-in to '{flow.server}' failed", f"{why}.", 400)
+        return _page(f"Signed in to '{flow.server}'",
+                     "The gateway holds the sign-in now. You can close this page.", 200)
+
+    return Starlette(routes=[Route(CALLBACK_PATH, callback)])
+
+
+async def revoke(server: str, row: StoredCredential, secrets: dict[str, Any]) -> None:
+    """RFC 7009 at ``row.revocation_endpoint``, when it has one: best effort (a failure is
+    logged without values; the sign-in is forgotten all the same)."""
+    endpoint = row.revocation_endpoint
+    tokens, client = secrets.get("tokens") or {}, secrets.get("client") or {}
+    token = tokens.get("refresh_token") or tokens.get("access_token")
+    if not endpoint or not token or not client.get("client_id"):
+        return
+    kind = "refresh_token" if tokens.get("refresh_token") else "access_token"
+    form = {"token": token, "token_type_hint": kind, "client_id": client["client_id"]}
+    secret, basic = client.get("client_secret"), cast(Any, None)
+    if secret and client.get("token_endpoint_auth_method") == "client_secret_basic":
+        basic = httpx2.BasicAuth(quote(client["client_id"], safe=""), quote(secret, safe=""))
+    elif secret:
+        form["client_secret"] = secret
+    try:
+        async with httpx2.AsyncClient(timeout=TOKEN_TIMEOUT) as http:
+            answer = await http.post(endpoint, data=form, auth=basic)
+        if answer.status_code != 200:
+            logger.warning("upstream %s: revoking its token at %s answered HTTP %d",
+                           server, endpoint, answer.status_code)
+    except httpx2.HTTPError as exc:
+        logger.warning("upstream %s: cannot revoke its token at %s (%s)", server, endpoint,
+                       type(exc).__name__)

@@ -52,6 +52,7 @@ from fast_mcp_gateway._compat import client_log_level, connection_of, current_tr
 from fast_mcp_gateway.upstream.credentials import Caller
 from fast_mcp_gateway.upstream.deadline import Pace
 from fast_mcp_gateway.upstream.held_logs import relayed
+from fast_mcp_gateway.upstream.url_asks import UrlAsks
 
 logger = logging.getLogger(__name__)
 
@@ -272,6 +273,7 @@ class InFlight:
     _calls: dict[int, FrontCall] = field(default_factory=dict)
     _ids: Iterator[int] = field(default_factory=itertools.count)
     _host_asks: dict[Any, set[anyio.CancelScope]] = field(default_factory=dict)
+    url_asks: UrlAsks = field(default_factory=UrlAsks)  # where a URL flow's end is told
 
     @contextmanager
     def track(self, call: FrontCall | None) -> Iterator[None]:
@@ -366,10 +368,7 @@ class HostRelay:
 
     def __init__(self, name: str, inflight: InFlight, on_idle_log: IdleLog | None = None,
                  sole: OutsideCalls | None = None) -> None:
-        self._name = name
-        self._inflight = inflight
-        self.on_idle_log = on_idle_log
-        self._sole = sole
+        self._name, self._inflight, self.on_idle_log, self._sole = name, inflight, on_idle_log, sole
 
     def _owner(self) -> tuple[FrontCall | None, bool]:
         """The call an inbound message belongs to, if it can be told (module doc), and
@@ -471,6 +470,7 @@ class HostRelay:
             return types.ErrorData(code=types.METHOD_NOT_FOUND, message=f"server "
                 f"'{self._name}' asked for elicitation in URL mode, which the host of the "
                 "call did not declare (its elicitation is form mode only)")
+        self._inflight.url_asks.asked(params, owner[0], self._name)
         return await self._put(owner, "elicitation", lambda c: c.elicit(params))
 
     async def on_list_roots(self, ctx: ClientRequestContext) -> Any:

@@ -36,19 +36,22 @@ from tests.test_lane import raw_host
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
 
-# More than the gateway relays (sampling with tools, an experimental and an extension
-# key), and less (elicitation by URL only).
+# More than the gateway relays (an experimental and an extension key), and less
+# (elicitation by URL only).  Sampling with tools is relayed (trial14: its sessions
+# declare it, ``upstream/ask_details.py``), so a host declaring it declares it upstream.
 WIDE = {"sampling": {"tools": {}}, "elicitation": {"url": {}},
         "roots": {"listChanged": True}, "experimental": {"x": {}},
         "extensions": {"io.example/unknown": {}}}
-WIDE_SEEN = {"sampling": {}, "elicitation": {"url": {}}, "roots": {"listChanged": True}}
+WIDE_SEEN = {"sampling": {"tools": {}}, "elicitation": {"url": {}},
+             "roots": {"listChanged": True}}
 FORM = {"elicitation": {"form": {}}}
 
 
 def test_narrowing_keeps_what_both_declare() -> None:
-    ours = {"sampling": {}, "elicitation": {"form": {}, "url": {}},
+    ours = {"sampling": {"tools": {}}, "elicitation": {"form": {}, "url": {}},
             "roots": {"listChanged": True}}
     assert _compat.narrow_capabilities(ours, WIDE) == WIDE_SEEN
+    assert _compat.narrow_capabilities({**ours, "sampling": {}}, WIDE)["sampling"] == {}
     assert _compat.narrow_capabilities(ours, {}) == {}
     assert _compat.narrow_capabilities(ours, {"elicitation": {}}) == {"elicitation": {}}
     assert _compat.narrow_capabilities(ours, {"roots": {"listChanged": False}}) == {

@@ -46,10 +46,10 @@ server keys requests in flight by id per session), and:
   request id (as the SDK client does, with its reason), then closes the connection;
 * a 404 is the server's JSON-RPC error, or ``Session terminated`` as the SDK says it,
   and ``SessionEnd`` is told (``forgotten``: the replica opens a new session and sends
-  the call again there); a stream that breaks before the answer is
-  ``CONNECTION_CLOSED`` ("SSE stream ended without a response"), as the SDK says it
-  for one without event ids (for one with them the SDK would resume the stream; the
-  tap does not: the call fails so, the session stays, ``session_intact``).
+  the call again there); a stream that ends before the answer is resumed with
+  ``GET`` and ``Last-Event-ID`` when it gave event ids, as the SDK does (a server that
+  polls, SEP-1699: ``http_aside.resumed``), else it is ``CONNECTION_CLOSED`` ("SSE
+  stream ended without a response", the session stays, ``session_intact``).
 
 An ``https`` URL is served over TLS with the SSL context of the session's own client
 (``_compat.tls_context``: the same trust; SNI, host name check, ALPN ``http/1.1``).
@@ -64,7 +64,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
 import math
 from collections.abc import AsyncIterator, Callable
@@ -77,7 +76,7 @@ import mcp_types as types
 from mcp import ClientSession
 from mcp.shared.dispatcher import CallOptions, ProgressFnT
 from mcp.shared.exceptions import MCPError
-from mcp.shared.inbound import MCP_NAME_HEADER, MCP_PROTOCOL_VERSION_HEADER, encode_header_value
+from mcp.shared.inbound import MCP_NAME_HEADER, encode_header_value
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
@@ -90,6 +89,7 @@ from fast_mcp_gateway._compat import (
 from fast_mcp_gateway.upstream import framing
 from fast_mcp_gateway.upstream.deadline import Deadline, extends, progress_bounded
 from fast_mcp_gateway.upstream.framing import ASCII_JSON, DEFAULT_MAX_MESSAGE_BYTES, UTF8_JSON
+from fast_mcp_gateway.upstream.http_aside import cancel, resumed
 from fast_mcp_gateway.upstream.http_idle import REPEATABLE, IdleBound
 from fast_mcp_gateway.upstream.http_pool import (
     Connection,
@@ -110,6 +110,7 @@ from fast_mcp_gateway.upstream.http_pool import (
 from fast_mcp_gateway.upstream.http_session_end import refusal, refusal_error
 from fast_mcp_gateway.upstream.http_wire import (
     Response,
+    StreamMarks,
     body_chunks,
     read_body,
     read_head,
@@ -131,7 +132,6 @@ _USER_AGENT = b"fast-mcp-gateway"
 _ID_PREFIX = "gw-"  # a handshake-era session's tap ids: the SDK session's are integers
 DRAIN_WITHIN = 0.5  # an answered stream still open then is closed, not pooled; after
 LINGER_LIMIT = 3  # so many in a row, the server's are not waited for (``lingers``)
-CANCEL_WITHIN = 1.0  # the bound of a notifications/cancelled POST (as the stdio tap's)
 
 
 class ConnectionDropped(httpx2.ReadError):
@@ -172,7 +172,9 @@ class HttpTap:
                  "accept": "application/json, text/event-stream",
                  "content-type": "application/json",
                  **{k.lower(): v for k, v in headers.items()}}
-        self._head = f"POST {self._target} HTTP/1.1\r\n".encode() + header_lines(fixed)
+        self.post_head = f"POST {self._target} HTTP/1.1\r\n".encode() + header_lines(fixed)
+        self.get_head = f"GET {self._target} HTTP/1.1\r\n".encode() + header_lines(
+            {**fixed, "accept": "text/event-stream"})  # (the resumption's, http_aside)
         self._fixed = frozenset(fixed)
         self._extra: dict[tuple[tuple[str, str], ...], bytes] = {}
         self._loop = asyncio.get_running_loop()
@@ -288,7 +290,7 @@ class HttpTap:
         except ValueError:  # a lone surrogate, NaN (SDK: null): escaped, still valid JSON
             body = ASCII_JSON.encode(framing.finite(message)).encode()
         wire = b"%b%bcontent-length: %d\r\n\r\n%b" % (
-            self._head, self._extra_lines(headers), len(body), body)
+            self.post_head, self._extra_lines(headers), len(body), body)
         conn: Connection | None = None
         response: Response | None = None
         done = answered = False
@@ -308,7 +310,7 @@ class HttpTap:
             if "keep-alive" in response.headers:  # the server's idle bound (Node's)
                 self.pool.idle.advertised(response.headers["keep-alive"], self._where)
             answer, reusable = await self._answer(conn, response, request_id, on_progress,
-                                                  session_id is not None)
+                                                  session_id)
             answered = True
             if reusable is None:  # a stream, answered: read to its end, if it ends
                 if self.lingers:
@@ -325,7 +327,8 @@ class HttpTap:
                 why = cancel_reason(deadline.error() if reached else None, timeout,
                                      max_total)
                 with anyio.CancelScope(shield=True):
-                    await self._cancel(request_id, session_id, why)
+                    if not self._closed:  # (else nothing runs there any more)
+                        await cancel(self, request_id, session_id, why)
             if reached:
                 raise deadline.error() from None
             raise
@@ -361,10 +364,11 @@ class HttpTap:
 
     async def _answer(self, conn: Connection, response: Response, request_id: int | str,
                       on_progress: Progress | None,
-                      handshake: bool) -> tuple[dict[str, Any], bool | None]:
+                      session_id: str | None) -> tuple[dict[str, Any], bool | None]:
         """The call's response (its ``result`` or ``error``; ``MCPError`` for what is
         not one), and whether ``conn`` may be reused (``None``: an answered stream
         whose rest is still to be read)."""
+        handshake = session_id is not None
         status, kind = response.status, response.content_type
         if 300 <= status < 400 and "location" in response.headers:
             raise Declined
@@ -372,16 +376,25 @@ class HttpTap:
             raise MCPError(code=types.INVALID_REQUEST,
                            message="server answered a request with 202 Accepted")
         if kind == "text/event-stream" and status < 300:
+            marks = StreamMarks()
             try:
                 async with contextlib.aclosing(
                         body_chunks(conn.reader, response, self.max_message_bytes)) as body:
-                    result = await self._events(body, request_id, on_progress, handshake)
+                    result = await self.events(body, request_id, on_progress, handshake,
+                                               marks)
             except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
                     ValueError) as exc:
                 if not handshake or self._closed:
                     raise
-                raise MCPError(code=types.CONNECTION_CLOSED,
-                               message="SSE stream ended without a response") from exc
+                if marks.last_id is None:
+                    raise MCPError(code=types.CONNECTION_CLOSED,
+                                   message="SSE stream ended without a response") from exc
+                result = None
+            if result is None:  # ended before the answer: resumed if it may be (SEP-1699)
+                if session_id is None or marks.last_id is None or self._closed:
+                    raise MCPError(code=types.CONNECTION_CLOSED,
+                                   message="SSE stream ended without a response")
+                return await resumed(self, request_id, on_progress, marks, session_id), False
             if response.chunk_left or response.body_left \
                     or response.headers.get("transfer-encoding", "").lower() == "chunked":
                 return result, None  # (read up to the answer: the rest follows)
@@ -405,11 +418,13 @@ class HttpTap:
                            message=f"Unexpected content type: {kind}")
         return parse(data), reusable
 
-    async def _events(self, body: AsyncIterator[bytes], request_id: int | str,
-                      on_progress: Progress | None, handshake: bool) -> dict[str, Any]:
+    async def events(self, body: AsyncIterator[bytes], request_id: int | str,
+                     on_progress: Progress | None, handshake: bool,
+                     marks: StreamMarks | None = None) -> dict[str, Any] | None:
         """Read an SSE answer: notifications (and, in the handshake era, server
-        requests) until the response, which is returned."""
-        async for data in sse_messages(body, self.max_message_bytes):
+        requests) until the response, which is returned (``None``: the stream ended
+        before it; ``marks`` tells where it may be resumed)."""
+        async for data in sse_messages(body, self.max_message_bytes, marks):
             message = parse(data)
             method = message.get("method")
             if method is None:
@@ -434,8 +449,7 @@ class HttpTap:
                 await progress(params, request_id, on_progress)
             else:  # logs and the rest: as if the SDK had read them, in this context
                 await deliver_notification(self.session, method, params)
-        raise MCPError(code=types.CONNECTION_CLOSED,
-                       message="SSE stream ended without a response")
+        return None
 
     def _drain(self, conn: Connection, response: Response) -> None:
         """Read an answered stream to its end off the call's path (its answer is on its
@@ -457,33 +471,6 @@ class HttpTap:
         task = self._loop.create_task(drain())
         self._draining.add(task)  # (cancelled before it ran, ``aclose`` closed ``conn``)
         task.add_done_callback(self._draining.discard)
-
-    async def _cancel(self, request_id: int | str, session_id: str, reason: str) -> None:
-        """POST ``notifications/cancelled`` for ``request_id`` on a new connection (not one
-        the server may have closed idle), as the SDK does; a failure is only logged."""
-        if self._closed:  # the session is over: nothing runs there any more
-            return
-        body = json.dumps({"jsonrpc": "2.0", "method": "notifications/cancelled",
-                           "params": {"requestId": request_id, "reason": reason}}).encode()
-        version = self.session.protocol_version
-        with anyio.move_on_after(CANCEL_WITHIN):
-            conn: Connection | None = None
-            reusable = False
-            try:
-                extra = header_lines({"mcp-session-id": session_id, **(
-                    {MCP_PROTOCOL_VERSION_HEADER: version} if version else {})})
-                conn = await self.pool.take(self.host, self.port, fresh=True)
-                conn.writer.write(b"%b%bcontent-length: %d\r\n\r\n%b" % (
-                    self._head, extra, len(body), body))
-                response = await read_head(conn.reader)
-                await read_body(conn.reader, response, self.max_message_bytes)
-                reusable = response.keep_alive
-            except Exception as exc:  # noqa: BLE001 - the call ends either way
-                logger.debug("HTTP upstream %s:%s: cancelling %s failed: %s", self.host,
-                             self.port, request_id, describe(exc))
-            finally:
-                if conn is not None:
-                    self.pool.release(conn, reusable)
 
 
 def tap_for(url: str, headers: dict[str, str], auth: Any, session: ClientSession,

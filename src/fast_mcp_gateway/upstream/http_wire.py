@@ -131,11 +131,26 @@ async def body_chunks(reader: asyncio.StreamReader, response: Response,
         yield chunk
 
 
-async def sse_messages(body: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+class StreamMarks:
+    """What a stream said of its resumption (SEP-1699): the last event id read and the
+    ``retry`` interval in milliseconds, once the server gave them."""
+
+    __slots__ = ("last_id", "retry_ms")
+
+    def __init__(self) -> None:
+        self.last_id: str | None = None
+        self.retry_ms: int | None = None
+
+
+async def sse_messages(body: AsyncIterator[bytes], limit: int,
+                       marks: StreamMarks | None = None) -> AsyncIterator[bytes]:
     """The ``data`` of each SSE ``message`` event (the SDK reads no other kind); lines
-    may end in CRLF, LF or CR, split anywhere between chunks."""
+    may end in CRLF, LF or CR, split anywhere between chunks.  ``marks`` is kept up to
+    date: the last event id as each event is dispatched (one without data too: a
+    server's priming event), and the last ``retry`` field."""
     pending = b""
     event, data, has_data = b"message", bytearray(), False
+    last_id = b""
     ended = False
     chunks = aiter(body)
     while not ended:
@@ -153,6 +168,8 @@ async def sse_messages(body: AsyncIterator[bytes], limit: int) -> AsyncIterator[
                                    f"max_message_bytes ({limit})")
         for line in lines:
             if not line:  # the event is complete
+                if marks is not None and last_id:
+                    marks.last_id = last_id.decode("utf-8", "replace")
                 if has_data and event == b"message" and data:
                     yield bytes(data)
                 event, data, has_data = b"message", bytearray(), False
@@ -167,3 +184,7 @@ async def sse_messages(body: AsyncIterator[bytes], limit: int) -> AsyncIterator[
                 has_data = True
             elif field == b"event":
                 event = value or b"message"
+            elif field == b"id" and b"\0" not in value:
+                last_id = value  # the stream's, from the event's dispatch on
+            elif marks is not None and field == b"retry" and value.isdigit():
+                marks.retry_ms = int(value)

@@ -49,9 +49,11 @@ from mcp.shared.message import ServerMessageMetadata
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from fast_mcp_gateway._compat import client_log_level, connection_of, current_transport
+from fast_mcp_gateway.upstream.ask_details import refusal, sampling_declared
 from fast_mcp_gateway.upstream.credentials import Caller
 from fast_mcp_gateway.upstream.deadline import Pace
 from fast_mcp_gateway.upstream.held_logs import relayed
+from fast_mcp_gateway.upstream.url_asks import UrlAsks
 
 logger = logging.getLogger(__name__)
 
@@ -272,6 +274,7 @@ class InFlight:
     _calls: dict[int, FrontCall] = field(default_factory=dict)
     _ids: Iterator[int] = field(default_factory=itertools.count)
     _host_asks: dict[Any, set[anyio.CancelScope]] = field(default_factory=dict)
+    url_asks: UrlAsks = field(default_factory=UrlAsks)  # where a URL flow's end is told
 
     @contextmanager
     def track(self, call: FrontCall | None) -> Iterator[None]:
@@ -366,10 +369,7 @@ class HostRelay:
 
     def __init__(self, name: str, inflight: InFlight, on_idle_log: IdleLog | None = None,
                  sole: OutsideCalls | None = None) -> None:
-        self._name = name
-        self._inflight = inflight
-        self.on_idle_log = on_idle_log
-        self._sole = sole
+        self._name, self._inflight, self.on_idle_log, self._sole = name, inflight, on_idle_log, sole
 
     def _owner(self) -> tuple[FrontCall | None, bool]:
         """The call an inbound message belongs to, if it can be told (module doc), and
@@ -457,6 +457,8 @@ class HostRelay:
         owner = self._asker("sampling")
         if isinstance(owner, types.ErrorData):
             return owner
+        if (refused := refusal(params, owner[0].declared_capabilities(), self._name)):
+            return refused  # (sampling with tools, undeclared: upstream/ask_details.py)
         return await self._put(owner, "sampling", lambda c: c.create_message(params))
 
     async def on_elicitation(
@@ -465,12 +467,9 @@ class HostRelay:
         owner = self._asker("elicitation")
         if isinstance(owner, types.ErrorData):
             return owner
-        declared = (owner[0].declared_capabilities() or {}).get("elicitation")
-        if isinstance(params, types.ElicitRequestURLParams) and not (
-                isinstance(declared, dict) and "url" in declared):
-            return types.ErrorData(code=types.METHOD_NOT_FOUND, message=f"server "
-                f"'{self._name}' asked for elicitation in URL mode, which the host of the "
-                "call did not declare (its elicitation is form mode only)")
+        if (refused := refusal(params, owner[0].declared_capabilities(), self._name)):
+            return refused  # (URL mode, undeclared: upstream/ask_details.py)
+        self._inflight.url_asks.asked(params, owner[0], self._name)
         return await self._put(owner, "elicitation", lambda c: c.elicit(params))
 
     async def on_list_roots(self, ctx: ClientRequestContext) -> Any:
@@ -496,4 +495,5 @@ class HostRelay:
                 "list_roots_callback": ("roots", self.on_list_roots)}
         return {"logging_callback": self.on_log, **{
             key: callback for key, (capability, callback) in asks.items()
-            if declares is None or capability in declares}}
+            if declares is None or capability in declares},
+            "sampling_capabilities": sampling_declared(declares)}  # (with tools: ask_details)

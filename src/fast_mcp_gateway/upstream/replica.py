@@ -107,7 +107,7 @@ class _Hooks:
     def session_kwargs(self) -> dict[str, Any]:
         up = self._up
         return {**up._stats.hearing(up._relay.session_callbacks(up._declares)),
-                "message_handler": up._changes.on_message,
+                "message_handler": up.inflight.url_asks.handler(up._changes.on_message),
                 "client_info": CLIENT_INFO, "log_level": "debug"}
 
     def serve(self, session: ClientSession, tg: anyio.abc.TaskGroup) -> None:

@@ -238,6 +238,8 @@ class Requests:
                 # "token X is not valid" reached the host whole: review24; error path).
                 exc.error.message = mask_echo(exc.error.message, arguments,
                                               self.redact_keys)
+                if exc.error.code == types.URL_ELICITATION_REQUIRED and front is not None:
+                    self._inflight.url_asks.required(exc.error.data, front, sup.label)
                 raise
             except ValidationError as exc:  # an answer the SDK could not read: not the
                 # host's arguments (FastMCP would answer -32602 for it), the server's fault

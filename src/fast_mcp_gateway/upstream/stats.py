@@ -146,14 +146,15 @@ class ReplicaAccounting:
     def hearing(self, callbacks: dict[str, Any]) -> dict[str, Any]:
         """``callbacks`` (a session's: asks, logs) each telling ``progressed`` first: an
         upstream that asks or logs is working (a call waiting on a person's answer to
-        its ask is no stall)."""
+        its ask is no stall).  A value that is no callback (what an ask declares) as is."""
         def heard(callback: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
             async def told(*args: Any, **kwargs: Any) -> Any:
                 self.heard += 1
                 return await callback(*args, **kwargs)
             return told
 
-        return {key: heard(callback) for key, callback in callbacks.items()}
+        return {key: heard(value) if callable(value) else value
+                for key, value in callbacks.items()}
 
     def given_up(self, probe: int = -1) -> None:
         """A request's caller gave up (not recorded: see ``upstream/requests.py``).  A

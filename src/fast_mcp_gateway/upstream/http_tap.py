@@ -97,7 +97,6 @@ from fast_mcp_gateway.upstream.http_pool import (
     Pool,
     alive,
     cancel_reason,
-    describe,
     drained,
     failure,
     header_lines,

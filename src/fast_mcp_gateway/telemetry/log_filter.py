@@ -75,7 +75,7 @@ def masked_structure(value: Any, keys: Iterable[str] = DEFAULT_REDACT_KEYS,
 def _masked(value: Any, credential: Callable[[str], bool], depth: int) -> Any:
     """``value`` itself when nothing in it is masked: a rebuilt one lost its type, and a
     log line read ``(3, 11, 7, 'final', 0)`` for ``sys.version_info`` (a named tuple),
-    ``{'a': 2}`` for a ``Counter`` (review27); a masked named tuple keeps its type."""
+    ``{'a': 2}`` for a ``Counter`` (review27)."""
     if depth > 64:  # the host chose the nesting
         return MASK
     if isinstance(value, dict):
@@ -89,10 +89,7 @@ def _masked(value: Any, credential: Callable[[str], bool], depth: int) -> Any:
                  else _masked(v, credential, depth + 1) for v in value]
         if all(a is b for a, b in zip(items, value, strict=True)):
             return value
-        if isinstance(value, list):
-            return items
-        make = getattr(value, "_make", None)   # a named tuple's
-        return make(items) if callable(make) else tuple(items)
+        return items if isinstance(value, list) else tuple(items)
     return value
 
 

@@ -19,8 +19,9 @@ import secrets
 import signal
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 import pytest
@@ -142,3 +143,41 @@ def test_a_logged_tuple_is_walked(tmp_path: Path) -> None:
     written = path.read_text()
     assert password not in written and ssn not in written, written
     assert "'session_id': 's-1'" in written and "'npx', 'server'" in written
+
+
+class _Peer(NamedTuple):
+    host: str
+    port: int
+
+
+class _Called(NamedTuple):
+    tool: str
+    arguments: dict[str, Any]
+
+
+def test_a_logged_structure_with_nothing_to_mask_is_written_as_it_is(tmp_path: Path) -> None:
+    """Walking a tuple rebuilt every one as a plain tuple (and a dict subclass as a
+    dict): ``sys.version_info`` was written ``(3, 11, 7, 'final', 0)``, a named tuple
+    without its names, a ``Counter`` as a dict (review27).  Nothing to mask: the
+    structure itself."""
+    password = f"pw-{secrets.token_hex(8)}"
+    path = tmp_path / "kept.log"
+    handler = logging.FileHandler(path, encoding="utf-8")
+    logger = logging.getLogger("tests.review27.kept")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    install_log_filter(logger, KEYS)
+    try:
+        logger.info("python %s", sys.version_info)
+        logger.info("peer %s", _Peer("127.0.0.1", 8080))
+        logger.info("counts %s", Counter(calls=2))
+        logger.debug("called %s", _Called("login", {"user": "u", "password": password}))
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    written = path.read_text()
+    assert f"python {sys.version_info}" in written and "sys.version_info(major=" in written
+    assert "peer _Peer(host='127.0.0.1', port=8080)" in written, written
+    assert "counts Counter({'calls': 2})" in written, written
+    assert password not in written
+    assert "('login', {'user': 'u', 'password': '***'})" in written

@@ -54,12 +54,19 @@ class Removal:
 
 
 def _removed_by_reload(result: str | None, name: str) -> bool:
+    if not result or (name.isascii() and name.isprintable() and '"' not in name
+                      and "\\" not in name and f'"{name}"' not in result):
+        return False   # not named in it: no parse (a 404 parsed up to 500 reports)
     try:
         report = json.loads(result or "")
     except ValueError:
         return False
     removed = report.get("removed") if isinstance(report, dict) else None
     return isinstance(removed, list) and name in removed
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
 
 
 async def removal(ctx: AdminContext, name: str) -> Removal | None:
@@ -75,11 +82,10 @@ async def removal(ctx: AdminContext, name: str) -> Removal | None:
     except StorageError:
         return None
     for entry in entries:   # newest first: the first about ``name`` tells
-        at = datetime.fromtimestamp(entry.at, UTC).isoformat(timespec="seconds")
         if entry.action == "remove_server" and entry.target == name:
-            return Removal(by=entry.actor, at=at, tombstoned=tombstoned)
+            return Removal(by=entry.actor, at=_iso(entry.at), tombstoned=tombstoned)
         if entry.action == "reload_config" and _removed_by_reload(entry.result, name):
-            return Removal(by=entry.actor, at=at, reload=True)
+            return Removal(by=entry.actor, at=_iso(entry.at), reload=True)
         if entry.target == name:
             break   # added or changed since: not how it went
     return Removal(tombstoned=True) if tombstoned else None

@@ -73,16 +73,22 @@ def masked_structure(value: Any, keys: Iterable[str] = DEFAULT_REDACT_KEYS,
 
 
 def _masked(value: Any, credential: Callable[[str], bool], depth: int) -> Any:
+    """``value`` itself when nothing in it is masked: a rebuilt one lost its type, and a
+    log line read ``(3, 11, 7, 'final', 0)`` for ``sys.version_info`` (a named tuple),
+    ``{'a': 2}`` for a ``Counter`` (review27)."""
     if depth > 64:  # the host chose the nesting
         return MASK
     if isinstance(value, dict):
-        return {k: MASK if v not in (None, "") and credential(str(k))
-                else _masked(v, credential, depth + 1) for k, v in value.items()}
+        masked = {k: MASK if v not in (None, "") and credential(str(k))
+                  else _masked(v, credential, depth + 1) for k, v in value.items()}
+        return value if all(masked[k] is v for k, v in value.items()) else masked
     if isinstance(value, list | tuple):
         words = [v for v in value if isinstance(v, str)]
         found = credential_args(words) if words else []
         items = [mask_secrets(v, found) if isinstance(v, str) and found
                  else _masked(v, credential, depth + 1) for v in value]
+        if all(a is b for a, b in zip(items, value, strict=True)):
+            return value
         return items if isinstance(value, list) else tuple(items)
     return value
 

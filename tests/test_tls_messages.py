@@ -110,7 +110,8 @@ async def test_a_certificate_no_known_ca_signed_names_ssl_cert_file(tmp_path: Pa
     assert error.startswith(f"cannot connect to {url}: its TLS certificate does not verify ("
                             ), error
     assert "): if a private CA signed it, give the gateway that CA's certificate " \
-           "(SSL_CERT_FILE=/path/to/ca.pem, or SSL_CERT_DIR, in the gateway's environment)" \
+           "(the server's tls: {ca_file: /path/to/ca.pem} in servers.yaml; for every server, " \
+           "SSL_CERT_FILE=/path/to/ca.pem, or SSL_CERT_DIR, in the gateway's environment)" \
            in error, error
     assert "running and reachable" not in error, error
 

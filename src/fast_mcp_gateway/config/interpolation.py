@@ -21,7 +21,7 @@ from typing import Any
 
 from fast_mcp_gateway.config.schema import CALLER_REFERENCE, env_allowed
 
-INTERPOLATED_FIELDS = ("command", "args", "env", "cwd", "url", "headers", "auth")
+INTERPOLATED_FIELDS = ("command", "args", "env", "cwd", "url", "headers", "auth", "tls")
 _VAR = re.compile(r"\$\$|\$\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
 _CLAUDE_DOLLAR = re.compile(r"\$\$\{|\$(?!\{)")
 _CALLER = re.compile(r"caller\.(token|claims\.[A-Za-z0-9_.:/-]+)\}")
@@ -41,14 +41,15 @@ def interpolate(value: Any, field: str, env: Mapping[str, str], allow: Sequence[
 def each_text(value: Any, field: str, change: Callable[[str, str], str]) -> Any:
     """``value`` of ``field`` with ``change(text, where)`` applied to each string that
     reaches a process or a connection: the value itself, the strings of ``args``, the
-    values of ``env``/``headers`` and the text settings of ``auth`` (``where``:
-    ``args[0]``, ``env.KEY``, ``auth.client_secret``...)."""
+    values of ``env``/``headers`` and the text settings of ``auth`` and ``tls``
+    (``where``: ``args[0]``, ``env.KEY``, ``auth.client_secret``,
+    ``tls.client_key_password``...)."""
     if isinstance(value, str):
         return change(value, field)
     if field == "args" and isinstance(value, list):
         return [change(item, f"args[{i}]") if isinstance(item, str) else item
                 for i, item in enumerate(value)]
-    if field in ("env", "headers", "auth") and isinstance(value, dict):
+    if field in ("env", "headers", "auth", "tls") and isinstance(value, dict):
         return {key: change(item, f"{field}.{key}") if isinstance(item, str) else item
                 for key, item in value.items()}
     return value

@@ -50,6 +50,7 @@ from fast_mcp_gateway.config.names import host_safe, shown_name, unaddressable_n
 from fast_mcp_gateway.config.numbers import whole_number
 from fast_mcp_gateway.config.timeouts import Seconds, Timeouts
 from fast_mcp_gateway.config.upstream_auth import UpstreamAuth, credential_problem
+from fast_mcp_gateway.config.upstream_tls import TlsSetting
 from fast_mcp_gateway.policies.balancing import Strategy
 from fast_mcp_gateway.telemetry.redaction import (
     MASK,
@@ -202,6 +203,7 @@ class ServerConfig(Target):
     )
     replicas: StrictInt = Field(default=1, ge=1, le=64)
     instances: tuple[Instance, ...] = ()
+    tls: TlsSetting = None  # (after url, command, instances: it is checked against them)
     balance: Strategy = "round_robin"
     hash_key: str | None = Field(
         default=None, description="'arguments.<name>' or 'session' (for balance: hash)"

@@ -26,7 +26,12 @@ from mcp.shared.exceptions import MCPError
 from fast_mcp_gateway.errors import UpstreamTimeout
 from fast_mcp_gateway.telemetry.redaction import mask_text
 from fast_mcp_gateway.upstream.deadline import DeadlineReached
-from fast_mcp_gateway.upstream.model import UpstreamState, describe_error, http_status_text
+from fast_mcp_gateway.upstream.model import (
+    UpstreamState,
+    bare_url,
+    describe_error,
+    http_status_text,
+)
 from fast_mcp_gateway.upstream.session import ConnectFailed, StepFailed
 
 if TYPE_CHECKING:
@@ -61,7 +66,8 @@ def explain_connect_failure(
     """One line for ``last_error``: ``exc`` (or ``text`` when the held session ended
     without one) explained by the facts of the attempt.  ``notice``: the first stdout
     violation of the attempt (``violations`` in all)."""
-    text = text or (describe_error(exc) if exc is not None else "failed")
+    text = text or (describe_error(exc, bare_url(getattr(transport, "url", None)))
+                    if exc is not None else "failed")
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     failed = _step_failure(exc)

@@ -26,6 +26,7 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
 from fast_mcp_gateway._compat import direct, tls_context
+from fast_mcp_gateway.config.upstream_tls import TlsFileProblem, UpstreamTls
 from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.upstream.framing import DEFAULT_MAX_MESSAGE_BYTES
 from fast_mcp_gateway.upstream.http_idle import IdleBound
@@ -40,7 +41,8 @@ else:
 
 ClientFactory = Callable[..., httpx2.AsyncClient]
 """Makes a session's ``httpx2.AsyncClient`` from ``headers``, ``auth`` and, when given,
-``timeout`` keywords (the SDK's ``McpHttpClientFactory``)."""
+``timeout`` keywords (the SDK's ``McpHttpClientFactory``), and ``verify`` (an SSL
+context) for a server with a ``tls:`` block."""
 
 
 class _UrlTransport(_TransportBase):
@@ -56,6 +58,9 @@ class _UrlTransport(_TransportBase):
     # How long its idle connections are reused: the replica's (the supervisor sets it),
     # outliving this transport; read by each session's client and tap.
     idle: IdleBound | None = None
+    # The server's ``tls:`` (``default_transport`` sets it): its files are read for each
+    # session's client, whose SSL context the side door uses too (``_compat.tls_context``).
+    tls: UpstreamTls | None = None
 
     def __init__(self, url: str, headers: dict[str, str] | None = None,
                  httpx_client_factory: ClientFactory | None = None,
@@ -83,7 +88,11 @@ class _UrlTransport(_TransportBase):
 
     def _client(self, **timeout: Any) -> httpx2.AsyncClient:
         try:
+            if self.tls is not None:  # (the files as they are now: a reconnect reads them)
+                timeout["verify"] = self.tls.context(httpx2.create_ssl_context)
             return self._new_client(**timeout)
+        except TlsFileProblem as exc:  # (changed on disk since the config was read)
+            raise ConfigError.single("tls", None, None, str(exc)) from None
         except OSError as exc:  # (ssl.SSLError too) httpx loads SSL_CERT_FILE here
             cafile = os.environ.get("SSL_CERT_FILE")
             if not cafile:

@@ -6,6 +6,7 @@ No I/O and no session here; every other ``upstream`` module may import this one.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import re
@@ -14,6 +15,7 @@ import ssl
 from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
+from urllib.parse import urlsplit
 
 import httpx2
 import mcp_types as types
@@ -166,13 +168,23 @@ class RestartPolicy:
 DEFAULT_RESTART = RestartPolicy()
 
 
-def describe_error(exc: BaseException) -> str:
+def describe_error(exc: BaseException, url: str | None = None) -> str:
     """A one-line, human explanation of why a connect or request failed (known secrets
-    and URL credentials masked: it goes to ``last_error``, logs and error texts)."""
-    return mask_text(_describe(exc))
+    and URL credentials masked: it goes to ``last_error``, logs and error texts).
+    ``url`` (``bare_url``) names the server where ``exc`` carries no request: httpx lets
+    a TLS alert read after the handshake out as a bare ``ssl.SSLError``."""
+    return mask_text(_describe(exc, url))
 
 
-def _describe(exc: BaseException) -> str:
+def bare_url(url: str | None) -> str | None:
+    """``url`` without its credentials and query, as the HTTP side door names it."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+
+
+def _describe(exc: BaseException, url: str | None = None) -> str:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     if isinstance(exc, LaunchFailed):  # its own words (upstream/launch.py)
@@ -194,10 +206,11 @@ def _describe(exc: BaseException) -> str:
         return _connect_error(exc)
     for error in _chain(exc):  # a TLS alert read after the handshake, not on connect
         if isinstance(error, ssl.SSLError) and (said := _tls_text(
-                _request_url(exc) if isinstance(exc, httpx2.RequestError) else "the server",
-                error)):
+                _request_url(exc) if isinstance(exc, httpx2.RequestError)
+                else url or "the server", error)):
             return said
-    if isinstance(exc, httpx2.ReadError | httpx2.WriteError) and not str(exc):
+    if isinstance(exc, httpx2.ReadError | httpx2.WriteError) and (
+            not str(exc) or _hung_up_at_once(exc)):
         return _closed_without_answer(exc)
     if isinstance(exc, httpx2.RemoteProtocolError) and str(exc).startswith(("illegal ",
                                                                             "Receive buffer")):
@@ -212,7 +225,7 @@ def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     cause = exc.__cause__
     if cause is not None and str(cause) and str(cause) not in text:
-        text = f"{text}: {_describe(cause)}"
+        text = f"{text}: {_describe(cause, url)}"
     return text
 
 
@@ -293,16 +306,35 @@ def _request_url(exc: httpx2.RequestError) -> str:
         return "the server's url"
 
 
+def _hung_up_at_once(exc: httpx2.RequestError) -> bool:
+    """The HTTP side door's ``ReadError`` for a connection it had just opened that the
+    server closed before any byte of an answer (EOF or a reset): what httpx says with
+    a bare ``ReadError``, and said alike (a TLS server refusing the gateway's client
+    certificate after a TLS 1.3 handshake hangs up so).  Not an idle close crossing a
+    request on a reused connection (``session_intact``: its own words)."""
+    cause = exc.__cause__
+    return not getattr(exc, "session_intact", False) and (
+        isinstance(cause, ConnectionResetError) or (
+            isinstance(cause, asyncio.IncompleteReadError) and not cause.partial))
+
+
 def _closed_without_answer(exc: httpx2.RequestError) -> str:
     """httpx says only ``ReadError``: the server hung up.  A TLS server hangs up on a
     plain-HTTP request (an ``http://`` URL for an ``https`` server) without a word."""
     url = _request_url(exc)
     tls = (" (a TLS server does so to a plain-HTTP request: if it serves https, write "
            "https:// in 'url')" if url.startswith("http://") else
-           " (a TLS server asking for a client certificate, which the gateway does not "
-           "present, may do so too)" if url.startswith("https://") else "")
+           " (a TLS server does so too when it wants a client certificate it was not "
+           "given or does not accept: see the server's tls: client_cert)"
+           if url.startswith("https://") else "")
     return (f"{url} closed the connection without an answer{tls}; check that 'url' is "
             "the server's MCP endpoint, and the server's own logs")
+
+
+# The alerts a server sends of a client certificate it does not accept (OpenSSL's words).
+_CLIENT_CERT_REFUSED = ("alert unknown ca", "alert bad certificate", "alert certificate unknown",
+                        "alert certificate expired", "alert certificate revoked",
+                        "alert unsupported certificate", "alert access denied")
 
 
 def _tls_text(url: str, error: ssl.SSLError) -> str | None:
@@ -310,7 +342,8 @@ def _tls_text(url: str, error: ssl.SSLError) -> str | None:
     if isinstance(error, ssl.SSLCertVerificationError):
         return (f"cannot connect to {url}: its TLS certificate does not verify "
                 f"({(error.verify_message or error.reason or '').rstrip('.')}): if a private "
-                "CA signed it, give the gateway that CA's certificate (SSL_CERT_FILE="
+                "CA signed it, give the gateway that CA's certificate (the server's tls: "
+                "{ca_file: /path/to/ca.pem} in servers.yaml; for every server, SSL_CERT_FILE="
                 "/path/to/ca.pem, or SSL_CERT_DIR, in the gateway's environment); if the name "
                 "does not match, write in 'url' a host name the certificate is for")
     if error.reason == "WRONG_VERSION_NUMBER":  # a plain-HTTP answer to the TLS hello
@@ -319,8 +352,13 @@ def _tls_text(url: str, error: ssl.SSLError) -> str | None:
     said = str(error).lower()
     if "certificate required" in said:  # (TLS 1.3: read after the handshake)
         return (f"{url} asks for a client certificate (mutual TLS), which the gateway "
-                "does not present: let the server accept the gateway without one (a token "
-                "in the server's 'headers', say)")
+                "does not present: give it one in the server's tls: (client_cert, "
+                "client_key), or let the server accept the gateway without one (a token in "
+                "the server's 'headers', say)")
+    if any(alert in said for alert in _CLIENT_CERT_REFUSED):  # (TLS 1.3: after the handshake)
+        return (f"{url} refused the gateway's client certificate ({error.reason or said}): "
+                "give in the server's tls: client_cert a certificate it accepts (signed by a "
+                "CA it trusts, for the gateway's use as a client, not expired)")
     if "no application protocol" in said:  # ALPN: http/1.1 refused
         return (f"cannot connect to {url}: the server refused HTTP/1.1 over TLS (an "
                 "HTTP/2-only server): the gateway speaks HTTP/1.1 to servers; enable "
@@ -328,8 +366,9 @@ def _tls_text(url: str, error: ssl.SSLError) -> str | None:
     if "handshake failure" in said:  # TLS 1.2's answer to no client certificate, too
         return (f"cannot connect to {url}: the server refused the TLS handshake "
                 f"({error.reason or said}): it may ask for a client certificate (mutual "
-                "TLS), which the gateway does not present, or TLS versions or ciphers "
-                "this machine's OpenSSL does not offer; see the server's TLS settings")
+                "TLS), which the gateway presents when given one (the server's tls: "
+                "client_cert, client_key), or TLS versions or ciphers this machine's OpenSSL "
+                "does not offer; see the server's TLS settings")
     return None
 
 

@@ -54,12 +54,14 @@ def default_transport(config: ServerConfig, stderr: TextIO | None) -> ClientTran
     if config.kind == "sse":
         sse: FastSseTransport = _sse_transport()(config.url,
                                                  headers=dict(config.headers) or None, auth=auth)
+        sse.tls = config.tls
         return sse
     # The SDK's streamable-HTTP client, plus a raw side door for 2026-07-28 calls.
     transport: FastHttpTransport = _http_transport()(config.url,
                                                      headers=dict(config.headers) or None,
                                                      auth=auth)
     transport.max_message_bytes = config.max_message_bytes
+    transport.tls = config.tls  # (its own CAs, its client certificate: one SSL context)
     return transport
 
 
@@ -96,15 +98,15 @@ class HttpFacts:
         self.content_type: str | None = None
 
     def client(self, headers: dict[str, str] | None = None, timeout: Any = None,
-               auth: Any = None, **_: Any) -> Any:
+               auth: Any = None, verify: Any = True, **_: Any) -> Any:
         """An ``httpx2.AsyncClient`` as the SDK makes it (30 s, 300 s to read a stream;
         redirects off: the SDK follows those within the endpoint's origin itself),
-        with hooks feeding these facts."""
+        with hooks feeding these facts; ``verify``: a ``tls:`` server's SSL context."""
         import httpx2
 
         from fast_mcp_gateway.upstream.http_pool import kept_alive
 
-        return httpx2.AsyncClient(headers=headers, auth=auth,
+        return httpx2.AsyncClient(headers=headers, auth=auth, verify=verify,
                                   timeout=timeout or httpx2.Timeout(30.0, read=300.0),
                                   limits=kept_alive(),
                                   event_hooks={"request": [self._on_request],

@@ -25,6 +25,7 @@ from tests.test_parked_rounds_crossing import (
     asked_of,
     asking_upstream,
     gateway,
+    listening,
     post,
     rows_left,
 )
@@ -105,10 +106,7 @@ async def test_a_holder_that_cannot_write_its_reply_is_told_at_its_deadline(
                         {"asker": upstream(seen)})
         second = gateway("gw-b", pg_url, entry, {"asker": upstream(seen)})
         async with served(first, second) as (to_a, to_b):
-            for one in (first, second):
-                crossing = one.parking.crossing
-                assert crossing is not None
-                await until(lambda c=crossing: c.listening, 30)  # type: ignore[misc]
+            await listening(first, second)
             asked = await asked_of(to_a, "asker_guarded")
             held = next(iter(first.parking._calls.values()))
             told: list[str] = []
@@ -152,10 +150,7 @@ async def test_a_host_giving_up_before_the_holder_serves_its_round_cancels_the_c
     first, second = (gateway(name, pg_url, entry, {"asker": upstream(seen)}, call_timeout=600)
                      for name in ("gw-a", "gw-b"))
     async with served(first, second) as (to_a, to_b):
-        for one in (first, second):
-            crossing = one.parking.crossing
-            assert crossing is not None
-            await until(lambda c=crossing: c.listening, 30)  # type: ignore[misc]
+        await listening(first, second)
         asked = await asked_of(to_a, "asker_guarded")
         async with anyio.create_task_group() as tg:
             tg.start_soon(post, to_b, ALICE, "tools/call", answer("asker_guarded", asked, "y"),
@@ -200,10 +195,7 @@ async def test_progress_and_logs_of_a_crossed_round_reach_its_host(pg_url: str) 
     first, second = (gateway(name, pg_url, entry, {"asker": upstream(seen)})
                      for name in ("gw-a", "gw-b"))
     async with served(first, second) as (to_a, to_b):
-        for one in (first, second):
-            crossing = one.parking.crossing
-            assert crossing is not None
-            await until(lambda c=crossing: c.listening, 30)  # type: ignore[misc]
+        await listening(first, second)
         got: dict[str, list[dict[str, Any]]] = {}
         for where, to in (("here", to_a), ("crossed", to_b)):
             asked = (await events_of(to_a, {"name": "asker_told"}))[-1]["result"]
@@ -236,10 +228,7 @@ async def test_the_holder_finds_a_crossed_rounds_call_by_its_digest(
     first, second = (gateway(name, pg_url, entry, {"asker": upstream(seen)})
                      for name in ("gw-a", "gw-b"))
     async with served(first, second) as (to_a, to_b):
-        for one in (first, second):
-            crossing = one.parking.crossing
-            assert crossing is not None
-            await until(lambda c=crossing: c.listening, 30)  # type: ignore[misc]
+        await listening(first, second)
         asked = [await asked_of(to_a, "asker_ask") for _ in range(20)]
         monkeypatch.setattr(hashlib, "sha256", counting)
         done = await post(to_b, ALICE, "tools/call", answer("asker_ask", asked[-1], "Ada"),

@@ -109,6 +109,27 @@ async def rows_left(pg_url: str) -> int:
         await conn.close()
 
 
+async def first_row(pg_url: str, seen: list[str]) -> None:
+    """Put the first ``parked_rounds`` payload another task writes into ``seen``."""
+    conn = await asyncpg.connect(pg_url)
+    try:
+        while not seen:
+            payload = await conn.fetchval("SELECT payload FROM parked_rounds")
+            if payload is not None:
+                seen.append(payload)
+            await anyio.sleep(0.02)
+    finally:
+        await conn.close()
+
+
+async def listening(*gateways: Gateway) -> None:
+    """Return once each of ``gateways`` listens on its channel of the store."""
+    for one in gateways:
+        crossing = one.parking.crossing
+        assert crossing is not None
+        await until(lambda c=crossing: c.listening, 30)  # type: ignore[misc]
+
+
 async def test_an_answer_reaching_another_instance_completes_the_call(pg_url: str) -> None:
     async with two_gateways(pg_url) as (to_a, to_b):
         asked = await asked_of(to_a, "asker_ask")
@@ -224,20 +245,8 @@ async def test_a_round_nobody_takes_is_withdrawn_at_the_ask_timeout_its_answers_
     async with served(first, second) as (to_a, to_b):
         asked = await asked_of(to_a, "asker_ask")
         seen: list[str] = []
-
-        async def watch() -> None:
-            conn = await asyncpg.connect(pg_url)
-            try:
-                while not seen:  # a row another task writes
-                    payload = await conn.fetchval("SELECT payload FROM parked_rounds")
-                    if payload is not None:
-                        seen.append(payload)
-                    await anyio.sleep(0.02)
-            finally:
-                await conn.close()
-
         async with anyio.create_task_group() as tg:
-            tg.start_soon(watch)
+            tg.start_soon(first_row, pg_url, seen)
             told = json.dumps(await post(to_b, ALICE, "tools/call",
                                          answer("asker_ask", asked, "Ada-s3cret"), ASKING))
             tg.cancel_scope.cancel()
@@ -259,10 +268,7 @@ async def test_a_host_giving_up_on_a_crossed_round_cancels_the_call_upstream(
     first, second = (gateway(name, pg_url, entry, {"asker": upstream}, call_timeout=600)
                      for name in ("gw-a", "gw-b"))
     async with served(first, second) as (to_a, to_b):
-        for one in (first, second):
-            crossing = one.parking.crossing
-            assert crossing is not None
-            await until(lambda c=crossing: c.listening, 30)  # type: ignore[misc]
+        await listening(first, second)
         asked = await asked_of(to_a, "asker_hang")
         held = next(iter(first.parking._calls.values()))
         async with anyio.create_task_group() as tg:

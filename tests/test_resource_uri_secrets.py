@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import asyncpg
 import pytest
 from fastmcp import Client, Context, FastMCP
 
 from tests.fixtures import alpha_server, make_gateway, memory_entry
-from tests.test_parked_rounds_crossing import ASKING, AUTH, rows_left
+from tests.test_parked_rounds_crossing import ASKING, AUTH, first_row, rows_left
 from tests.test_request_state import KEY, served
 from tests.test_tasks import ALICE, post
 
@@ -82,20 +81,8 @@ async def test_a_crossed_reads_uri_is_not_in_the_clear_in_the_store(pg_url: str)
         assert asked["resultType"] == "input_required", asked
         ((key, _),) = asked["inputRequests"].items()
         seen: list[str] = []
-
-        async def watch() -> None:
-            conn = await asyncpg.connect(pg_url)
-            try:
-                while not seen:  # a row another task writes
-                    payload = await conn.fetchval("SELECT payload FROM parked_rounds")
-                    if payload is not None:
-                        seen.append(payload)
-                    await anyio.sleep(0.02)
-            finally:
-                await conn.close()
-
         async with anyio.create_task_group() as tg:
-            tg.start_soon(watch)
+            tg.start_soon(first_row, pg_url, seen)
             told = json.dumps(await post(to_b, ALICE, "resources/read", {
                 "uri": uri, "requestState": asked["requestState"],
                 "inputResponses": {key: {"action": "accept", "content": {"value": "y"}}}},

@@ -7,7 +7,6 @@ a row does not open."""
 from __future__ import annotations
 
 import stat
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,25 +19,13 @@ from fast_mcp_gateway.store import StorageError, Store, open_store
 from fast_mcp_gateway.store.credentials import OWNER_GATEWAY, StoredCredential
 from fast_mcp_gateway.store.sealing import KEY_FILE, CredentialSeal, SealBroken, credential_keys
 from tests.fixtures import as_schema_version
+from tests.test_store_contract import store  # noqa: F401 - every backend, opened
 
 pytestmark = pytest.mark.anyio
 
 KEY = "k" * 40
 SECRETS = {"access_token": "access-token-value-0123456789",
            "refresh_token": "refresh-token-value-0123456789", "client_secret": "dcr-secret-1"}
-
-
-@pytest.fixture(params=["sqlite", "memory", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "postgres":
-        url = request.getfixturevalue("pg_url")  # a fresh database on a real server
-    else:
-        url = f"sqlite://{tmp_path / 'gateway.db'}" if request.param == "sqlite" else "memory://"
-    opened = await open_store(url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 def row(server: str, seal: CredentialSeal, owner: str = OWNER_GATEWAY,
@@ -51,7 +38,7 @@ def row(server: str, seal: CredentialSeal, owner: str = OWNER_GATEWAY,
         updated_by="cli")
 
 
-async def test_a_sign_in_is_kept_replaced_listed_and_forgotten(store: Store) -> None:
+async def test_a_sign_in_is_kept_replaced_listed_and_forgotten(store: Store) -> None:  # noqa: F811
     seal = CredentialSeal([KEY])
     assert await store.credentials() == []
     await store.put_credential(row("linear", seal))
@@ -73,7 +60,7 @@ async def test_a_sign_in_is_kept_replaced_listed_and_forgotten(store: Store) -> 
 
 async def test_the_sqlite_file_never_holds_a_secret_in_clear(tmp_path: Path) -> None:
     path = tmp_path / "gateway.db"
-    store = await open_store(f"sqlite://{path}")
+    store = await open_store(f"sqlite://{path}")  # noqa: F811
     seal = CredentialSeal([KEY])
     await store.put_credential(row("linear", seal))
     await store.close()
@@ -110,7 +97,7 @@ async def test_a_schema_13_file_gains_the_table(tmp_path: Path,
         old = await SQLiteStore.open(path)
         assert await old.schema_version() == 13
         await old.close()
-    store = await SQLiteStore.open(path)
+    store = await SQLiteStore.open(path)  # noqa: F811
     try:
         assert await store.schema_version() == sqlite_schema.SCHEMA_VERSION == 14
         await store.put_credential(row("linear", CredentialSeal([KEY])))

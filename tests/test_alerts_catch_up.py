@@ -30,10 +30,16 @@ async def _calls(store: Store, status: str, n: int) -> None:
         duration_ms=5.0, status=status, error=None) for i in range(n)])
 
 
+@pytest.mark.parametrize("skew", [0.0, -15.0, 60.0])
 @pytest.mark.parametrize("recorded", ["firing", "resolved"])
 async def test_fired_resolved_and_fired_again_while_the_holder_was_dead_is_told_so(
-        pg_url: str, recorded: str) -> None:
-    """``recorded``: the last state the holder recorded before it died."""
+        pg_url: str, recorded: str, skew: float) -> None:
+    """``recorded``: the last state the holder recorded before it died; ``skew``: how far
+    the second gateway's clock is ahead of the holder's (behind if negative).  The
+    catch-up compared this gateway's times of what it saw with the holder's recorded
+    times: 15 s behind, nothing was told (every transition seen looked older than the
+    history's last); ahead by more than a fire/resolve cycle, transitions the holder had
+    recorded were told again.  It now compares the history's event ids (skew29)."""
     from tests.alerting import webhook_receiver
 
     a_store, b_store = await open_store(pg_url), await open_store(pg_url)
@@ -43,8 +49,10 @@ async def test_fired_resolved_and_fired_again_while_the_holder_was_dead_is_told_
                 "webhook": {"url": receiver.url, "attempts": 1},
                 "rules": [{"name": "failing", "when": "consecutive_failures >= 2"}]})
             stores = {"gw-a": a_store, "gw-b": b_store}
+            clocks = {"gw-a": time.time, "gw-b": lambda: time.time() + skew}
             a, b = (AlertEngine(lambda: config, lambda: {"svc": "ready"},
-                                lambda name=name: stores[name], instance_id=name)
+                                lambda name=name: stores[name], instance_id=name,
+                                clock=clocks[name])
                     for name in ("gw-a", "gw-b"))
             async with anyio.create_task_group() as tg:
                 await tg.start(a.webhook.run)
@@ -86,6 +94,55 @@ async def test_fired_resolved_and_fired_again_while_the_holder_was_dead_is_told_
                 await b.evaluate()  # told once
                 assert await b.webhook.idle(60)
                 assert len(receiver.bodies()) == len(before) + len(expected)
+                tg.cancel_scope.cancel()
+    finally:
+        await b_store.close()
+        await a_store.close()
+
+
+@pytest.mark.parametrize("skew", [0.0, -15.0, 60.0])
+async def test_what_the_holder_recorded_after_this_gateway_saw_it_is_not_told_again(
+        pg_url: str, skew: float) -> None:
+    """The second gateway sees each transition before the holder records it (they
+    evaluate apart); the holder records firing and resolved, then dies; the alert fires
+    again.  Only that firing is told, whichever clock is ahead: compared by time, 60 s
+    ahead told the recorded firing and resolve again, 15 s behind told nothing."""
+    from tests.alerting import webhook_receiver
+
+    a_store, b_store = await open_store(pg_url), await open_store(pg_url)
+    try:
+        with webhook_receiver() as receiver:
+            config = AlertsConfig.model_validate({
+                "webhook": {"url": receiver.url, "attempts": 1},
+                "rules": [{"name": "failing", "when": "consecutive_failures >= 2"}]})
+            stores = {"gw-a": a_store, "gw-b": b_store}
+            clocks = {"gw-a": time.time, "gw-b": lambda: time.time() + skew}
+            a, b = (AlertEngine(lambda: config, lambda: {"svc": "ready"},
+                                lambda name=name: stores[name], instance_id=name,
+                                clock=clocks[name])
+                    for name in ("gw-a", "gw-b"))
+            async with anyio.create_task_group() as tg:
+                await tg.start(a.webhook.run)
+                await tg.start(b.webhook.run)
+                assert await a.evaluate() == [] and await b.evaluate() == []
+                assert (a.leading, b.leading) == (True, False)
+                for status, state in (("error", "firing"), ("success", "resolved")):
+                    await _calls(b_store, status, 3)
+                    assert [t.state for t in await b.evaluate()] == [state]  # seen first
+                    assert [t.state for t in await a.evaluate()] == [state]  # recorded
+                await a_store.close()  # a is killed: its lease runs on
+                await _calls(b_store, "error", 3)
+                assert [t.state for t in await b.evaluate()] == ["firing"]
+                assert await a.webhook.idle(60)
+                assert [p["state"] for p in receiver.bodies()] == ["firing", "resolved"]
+
+                await b_store.hold_lease("alerts", "gw-a", -1)  # a's lease ran out
+                await b.evaluate()
+                assert b.leading and await b.webhook.idle(60)
+                late = receiver.bodies()[2:]
+                assert [(p["state"], p["gateway"]) for p in late] == [("firing", "gw-b")], late
+                assert [e.state for e in await b_store.alert_events()] == [
+                    "firing", "resolved", "firing"]
                 tg.cancel_scope.cancel()
     finally:
         await b_store.close()

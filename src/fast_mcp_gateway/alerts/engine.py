@@ -217,6 +217,7 @@ class AlertEngine:
             transitions += self.alerts.retire(evaluated, {r.name: r for r, _ in rules}, now)
             for transition in transitions:
                 self._announce(transition)
+            await self.seen.note(store)
             if full and not reader.down and store is not None and self.store_error:
                 logger.info("alerts: the store is readable again; evaluating every rule")
                 self.store_error = None
@@ -267,7 +268,7 @@ class AlertEngine:
         told = {key: (event.state, event.at) for key, event in last.items()}
         for key in sorted(self.seen.keys()):
             if key[0] in rules:
-                for transition in self.seen.missed(key, last.get(key)):
+                for transition in await self.seen.unrecorded(store, key):
                     self._announce(replace(transition, message=transition.message + late))
                     told[key] = (transition.state, transition.at)
         self.seen.clear()

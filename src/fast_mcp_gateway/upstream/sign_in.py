@@ -271,15 +271,24 @@ class SignIns:
             raise SignInFailed(config.name, "it has no 'auth: {type: oauth}' in its entry: "
                                "nobody signs in to it")
         flow = self._flows.get(config.name)
-        if flow is not None and flow.url is not None and not flow.done.is_set():
-            return flow.pending
-        tg = self._tg
-        if tg is None:
-            raise SignInFailed(config.name, "this gateway is not running (its sign-ins start "
-                               "with it)")
-        await self._listen(tg, config.name)
-        flow = self._flows[config.name] = _Flow(config, self.redirect_uri, by)
-        tg.start_soon(self._run, flow)
+        if flow is None or flow.done.is_set():
+            tg = self._tg
+            if tg is None:
+                raise SignInFailed(config.name, "this gateway is not running (its sign-ins "
+                                   "start with it)")
+            # Registered before any await: a second start meanwhile waits for this one's
+            # link instead of starting a flow that would orphan it.
+            flow = self._flows[config.name] = _Flow(config, self.redirect_uri, by)
+            try:
+                await self._listen(tg, config.name)
+            except GatewayError as exc:
+                flow.error = exc
+                flow.published.set()
+                flow.done.set()
+                if self._flows.get(config.name) is flow:
+                    del self._flows[config.name]
+                raise
+            tg.start_soon(self._run, flow)
         await flow.published.wait()
         if flow.error is not None:
             raise flow.error

@@ -1,0 +1,39 @@
+"""Edges of a person's sign-in (``auth: {type: oauth}``, upstream/sign_in.py) found by
+review28, end to end on 127.0.0.1 against fastmcp's in-memory authorization server
+(tests/oauth_servers.py), as tests/test_oauth_sign_in.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from fast_mcp_gateway.upstream.model import UpstreamState
+from tests.oauth_servers import person_signs_in, signing_upstream
+from tests.test_oauth_sign_in import free_port, gateway, running, state_is
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_two_sign_ins_at_once_share_one_link(tmp_path: Path) -> None:
+    async with signing_upstream() as (provider, url):
+        gw = gateway(url, tmp_path / "gateway.db", free_port())
+        async with running(gw) as client:
+            await state_is(gw, UpstreamState.SIGNED_OUT)
+            links: list[str] = []
+
+            async def ask() -> None:
+                answer = await client.call_tool("gateway_sign_in", {"name": "tickets"})
+                data: Any = answer.structured_content
+                links.append(data["url"])
+
+            async with anyio.create_task_group() as tg:  # e.g. two hosts, one gateway
+                tg.start_soon(ask)
+                tg.start_soon(ask)
+            assert links[0] == links[1]  # not a second flow orphaning the first's link
+            assert len(provider.clients) == 1  # one registration
+            page = await person_signs_in(links[0])
+            assert page.status_code == 200, page.text
+            await state_is(gw, UpstreamState.READY)

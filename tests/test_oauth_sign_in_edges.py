@@ -11,8 +11,9 @@ import anyio
 import pytest
 
 from fast_mcp_gateway.upstream.model import UpstreamState
+from tests.fixtures import until
 from tests.oauth_servers import person_signs_in, signing_upstream
-from tests.test_oauth_sign_in import free_port, gateway, running, state_is
+from tests.test_oauth_sign_in import free_port, gateway, replica, running, state_is
 
 pytestmark = pytest.mark.anyio
 
@@ -37,3 +38,39 @@ async def test_two_sign_ins_at_once_share_one_link(tmp_path: Path) -> None:
             page = await person_signs_in(links[0])
             assert page.status_code == 200, page.text
             await state_is(gw, UpstreamState.READY)
+
+
+async def test_a_server_removed_and_added_back_is_signed_out(tmp_path: Path) -> None:
+    async with signing_upstream() as (_provider, url):
+        gw = gateway(url, tmp_path / "gateway.db", free_port())
+        async with running(gw) as client:
+            await state_is(gw, UpstreamState.SIGNED_OUT)
+            answer: Any = (await client.call_tool("gateway_sign_in", {"name": "tickets"}))
+            await person_signs_in(answer.structured_content["url"])
+            await state_is(gw, UpstreamState.READY)
+            await client.call_tool("gateway_remove_server", {"name": "tickets"})
+            store = gw.store
+            assert store is not None and await store.credentials() == []
+            await client.call_tool("gateway_add_server", {"name": "tickets", "config": {
+                "url": url, "auth": {"type": "oauth"}}})
+            # Its sign-in went with it: not the token the removed server held in memory.
+            await state_is(gw, UpstreamState.SIGNED_OUT)
+            assert "needs sign-in (no sign-in yet)" in str(replica(gw).last_error)
+
+
+async def test_a_server_added_at_runtime_waits_for_its_sign_in(tmp_path: Path) -> None:
+    async with signing_upstream() as (_provider, url):
+        gw = gateway(url, tmp_path / "gateway.db", free_port())
+        async with running(gw) as client:
+            await state_is(gw, UpstreamState.SIGNED_OUT)
+            answer: Any = await client.call_tool("gateway_add_server", {
+                "name": "linear", "config": {"url": url, "auth": {"type": "oauth"}}})
+            report = answer.structured_content  # added (not taken back), and said why idle
+            assert report["added"] == ["linear"]
+            assert "signed_out: needs sign-in (no sign-in yet): call the gateway_sign_in " \
+                   "tool with server 'linear'" in report["connect_failed"]["linear"]
+            answer = await client.call_tool("gateway_sign_in", {"name": "linear"})
+            await person_signs_in(answer.structured_content["url"])
+            added = gw.manager.services["linear"].replicas[0]
+            await until(lambda: added.state is UpstreamState.READY)
+            assert (await client.call_tool("linear_add", {"a": 2, "b": 5})).data == 7

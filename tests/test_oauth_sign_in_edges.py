@@ -10,7 +10,9 @@ from typing import Any
 import anyio
 import pytest
 
+from fast_mcp_gateway.upstream import sign_in as sign_in_module
 from fast_mcp_gateway.upstream.model import UpstreamState
+from fast_mcp_gateway.upstream.oauth_grant import CredentialBook
 from tests.fixtures import until
 from tests.oauth_servers import person_signs_in, signing_upstream
 from tests.test_oauth_sign_in import free_port, gateway, replica, running, state_is
@@ -74,3 +76,46 @@ async def test_a_server_added_at_runtime_waits_for_its_sign_in(tmp_path: Path) -
             added = gw.manager.services["linear"].replicas[0]
             await until(lambda: added.state is UpstreamState.READY)
             assert (await client.call_tool("linear_add", {"a": 2, "b": 5})).data == 7
+
+
+async def test_a_reload_changing_auth_or_url_does_not_use_the_old_sign_in(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sign_in_module, "RECHECK", 0.02)
+    loads = 0
+    load = CredentialBook.load
+
+    async def counted(self: CredentialBook, server: str) -> Any:
+        nonlocal loads
+        loads += 1
+        return await load(self, server)
+
+    monkeypatch.setattr(CredentialBook, "load", counted)
+    async with signing_upstream() as (_provider, url):
+        config = tmp_path / "servers.yaml"
+        entry = "servers:\n  tickets: {{url: '{url}', auth: {{type: oauth{more}}}}}\n"
+        config.write_text(entry.format(url=url, more=""))
+        gw = gateway(url, tmp_path / "gateway.db", free_port(), config=config)
+        async with running(gw) as client:
+            await state_is(gw, UpstreamState.SIGNED_OUT)
+            answer: Any = await client.call_tool("gateway_sign_in", {"name": "tickets"})
+            await person_signs_in(answer.structured_content["url"])
+            await state_is(gw, UpstreamState.READY)
+            config.write_text(entry.format(url=url, more=", scopes: [read]"))
+            await gw.reload_config()
+            await state_is(gw, UpstreamState.SIGNED_OUT)
+            assert "needs sign-in (its stored sign-in was made before auth.scopes changed; " \
+                   "sign in again)" in str(replica(gw).last_error)
+            assert "made before auth.scopes changed: not used" in caplog.text
+            read = loads
+            await until(lambda: loads > read + 5)  # its row re-read while it waits...
+            assert caplog.text.count("made before auth.scopes changed") == 1  # ...no retry
+            answer = await client.call_tool("gateway_sign_in", {"name": "tickets"})
+            await person_signs_in(answer.structured_content["url"])
+            await state_is(gw, UpstreamState.READY)  # signed in under the new settings
+            # Another URL (here the same server by another name): not sent the token.
+            other = url.replace("127.0.0.1", "localhost")
+            config.write_text(entry.format(url=other, more=", scopes: [read]"))
+            await gw.reload_config()
+            await state_is(gw, UpstreamState.SIGNED_OUT)
+            assert "made before url changed" in str(replica(gw).last_error)

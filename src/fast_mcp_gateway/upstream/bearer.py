@@ -179,7 +179,7 @@ def _grant(server: str, auth: UpstreamAuth, url: str) -> Grant:
         return ClientCredentialsGrant(server, auth, url)
     from fast_mcp_gateway.upstream.oauth_grant import RefreshGrant
 
-    return RefreshGrant(server, url)
+    return RefreshGrant(server, url, auth)
 
 
 def forget_tokens(server: str) -> None:

@@ -106,16 +106,35 @@ def at_utc(when: float) -> str:
     return datetime.fromtimestamp(when, UTC).strftime("%H:%M UTC")
 
 
+def signed_in_under(url: str, auth: Any) -> dict[str, Any]:
+    """The settings a sign-in is made under, kept (sealed) with it: a sign-in made under
+    others -- a reload changed ``url:``, ``auth.client_id``, ``auth.issuer`` or
+    ``auth.scopes`` -- is no sign-in (its token is not sent to another server or under
+    another client; a person signs in again)."""
+    return {"url": url, "auth.client_id": auth.client_id, "auth.issuer": auth.issuer,
+            "auth.scopes": sorted(auth.scopes)}
+
+
+def changed_settings(stored: Any, now: dict[str, Any]) -> list[str]:
+    """The settings ``now`` differs in from those a sign-in was made under (none known:
+    a sign-in stored before they were kept counts)."""
+    if not isinstance(stored, dict):
+        return []
+    return [name for name, value in now.items() if stored.get(name) != value]
+
+
 class RefreshGrant:
     """A person's sign-in of one server, as a ``TokenSlot``'s grant (module docstring)."""
 
-    def __init__(self, server: str, url: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, server: str, url: str, auth: Any,
+                 clock: Callable[[], float] = time.time) -> None:
         self.server, self.url, self._clock = server, url, clock
+        self.settings = signed_in_under(url, auth)
 
-    def _required(self, why: str) -> SignInRequired:
+    def _required(self, why: str, seen: float | None = None) -> SignInRequired:
         book = BOOK.get()
-        return SignInRequired(self.server, why,
-                              None if book is None else book.signed_in_event(self.server))
+        return SignInRequired(self.server, why, None if book is None
+                              else book.signed_in_event(self.server), seen)
 
     async def fetch(self, current: Token | None) -> Token:
         book = BOOK.get()
@@ -136,6 +155,11 @@ class RefreshGrant:
         if found is None:
             raise self._required("no sign-in yet")
         row, secrets = found
+        if changed := changed_settings(secrets.get("settings"), self.settings):
+            logger.warning("upstream %s: its stored sign-in was made before %s changed: "
+                           "not used", self.server, ", ".join(changed))
+            raise self._required(f"its stored sign-in was made before {', '.join(changed)} "
+                                 "changed; sign in again", row.updated_at)
         tokens = secrets.get("tokens") or {}
         access, lifetime = tokens.get("access_token"), tokens.get("lifetime")
         if isinstance(access, str) and access:
@@ -184,7 +208,8 @@ class RefreshGrant:
         if response.status_code in (400, 401) and (code in _REFUSED or code is None):
             why = (f"its refresh was refused by {row.issuer or endpoint} at "
                    f"{at_utc(self._clock())}{f' ({code})' if code else ''}")
-            kept = {"client": client, "why": why}  # the registration stays: no new DCR
+            kept = {"client": client, "why": why,  # the registration stays: no new DCR
+                    **({"settings": secrets["settings"]} if "settings" in secrets else {})}
             await book.save(row, kept)
             logger.warning("upstream %s: refresh refused, signed out", self.server)
             raise self._required(why)

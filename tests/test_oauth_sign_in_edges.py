@@ -21,8 +21,9 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_two_sign_ins_at_once_share_one_link(tmp_path: Path) -> None:
+    port = free_port()
     async with signing_upstream() as (provider, url):
-        gw = gateway(url, tmp_path / "gateway.db", free_port())
+        gw = gateway(url, tmp_path / "gateway.db", port)
         async with running(gw) as client:
             await state_is(gw, UpstreamState.SIGNED_OUT)
             links: list[str] = []
@@ -31,6 +32,12 @@ async def test_two_sign_ins_at_once_share_one_link(tmp_path: Path) -> None:
                 answer = await client.call_tool("gateway_sign_in", {"name": "tickets"})
                 data: Any = answer.structured_content
                 links.append(data["url"])
+                # Loopback only, said (a gateway served over HTTP from another machine).
+                assert data["callback"] == f"http://127.0.0.1:{port}/oauth/callback"
+                assert f"The browser then comes back to http://127.0.0.1:{port}/oauth/" \
+                       "callback on the gateway's machine: open the link there, or from " \
+                       f"another machine forward that port first (ssh -L {port}:127.0.0.1:" \
+                       f"{port} <the gateway's host>)." in data["message"]
 
             async with anyio.create_task_group() as tg:  # e.g. two hosts, one gateway
                 tg.start_soon(ask)

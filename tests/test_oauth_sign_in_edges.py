@@ -9,6 +9,8 @@ from typing import Any
 
 import anyio
 import pytest
+from fastmcp.exceptions import ToolError
+from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway.upstream import sign_in as sign_in_module
 from fast_mcp_gateway.upstream.model import UpstreamState
@@ -126,3 +128,33 @@ async def test_a_reload_changing_auth_or_url_does_not_use_the_old_sign_in(
             await gw.reload_config()
             await state_is(gw, UpstreamState.SIGNED_OUT)
             assert "made before url changed" in str(replica(gw).last_error)
+
+
+async def test_an_authorization_server_failing_at_a_refresh_is_waited_for_not_parked(
+        tmp_path: Path) -> None:
+    async with signing_upstream() as (provider, url):
+        gw = gateway(url, tmp_path / "gateway.db", free_port())
+        async with running(gw) as client:
+            await state_is(gw, UpstreamState.SIGNED_OUT)
+            answer: Any = await client.call_tool("gateway_sign_in", {"name": "tickets"})
+            await person_signs_in(answer.structured_content["url"])
+            await state_is(gw, UpstreamState.READY)
+            exchange = provider.exchange_refresh_token
+
+            async def down(*args: Any, **kwargs: Any) -> Any:
+                raise RuntimeError("the authorization server fails")  # its HTTP 500
+
+            provider.exchange_refresh_token = down  # type: ignore[method-assign]
+            provider.access_tokens.clear()  # expired at the server: 401, then a refresh
+            with pytest.raises((ToolError, MCPError)):  # (MCPError: left, see review28)
+                await client.call_tool("tickets_add", {"a": 1, "b": 1})
+            up = replica(gw)
+            # Said as what it is (not 'the server refuses its authorization server's
+            # tokens' and parked after three connects with the refused token).
+            await until(lambda: up.last_error is not None
+                        and "answered HTTP 500 to a refresh, not a token; the gateway tries "
+                            "again" in str(up.last_error))
+            assert up.state in (UpstreamState.RECONNECTING, UpstreamState.STARTING)
+            provider.exchange_refresh_token = exchange  # type: ignore[method-assign]
+            await state_is(gw, UpstreamState.READY)  # by itself, signed in still
+            assert (await client.call_tool("tickets_add", {"a": 2, "b": 2})).data == 4

@@ -10,7 +10,6 @@ from typing import Any
 import anyio
 import pytest
 from fastmcp.exceptions import ToolError
-from mcp.shared.exceptions import MCPError
 
 from fast_mcp_gateway.upstream import sign_in as sign_in_module
 from fast_mcp_gateway.upstream.model import UpstreamState
@@ -146,8 +145,11 @@ async def test_an_authorization_server_failing_at_a_refresh_is_waited_for_not_pa
 
             provider.exchange_refresh_token = down  # type: ignore[method-assign]
             provider.access_tokens.clear()  # expired at the server: 401, then a refresh
-            with pytest.raises((ToolError, MCPError)):  # (MCPError: left, see review28)
+            with pytest.raises(ToolError) as caught:  # not the SDK's bare JSON-RPC error
                 await client.call_tool("tickets_add", {"a": 1, "b": 1})
+            assert "tools/call 'add': the server refused the gateway's token (HTTP 401; the " \
+                   "call was not run) and is restarting (" in str(caught.value)
+            assert "answered HTTP 500 to a refresh" in str(caught.value)
             up = replica(gw)
             # Said as what it is (not 'the server refuses its authorization server's
             # tokens' and parked after three connects with the refused token).

@@ -13,12 +13,14 @@ from fastmcp.exceptions import ToolError
 
 from fast_mcp_gateway.upstream import sign_in as sign_in_module
 from fast_mcp_gateway.upstream.model import UpstreamState
-from fast_mcp_gateway.upstream.oauth_grant import CredentialBook
+from fast_mcp_gateway.upstream.oauth_grant import CredentialBook, RefreshGrant
 from tests.fixtures import until
 from tests.oauth_servers import person_signs_in, signing_upstream
 from tests.test_oauth_sign_in import free_port, gateway, replica, running, state_is
 
 pytestmark = pytest.mark.anyio
+
+KEY = "k" * 40
 
 
 async def test_two_sign_ins_at_once_share_one_link(tmp_path: Path) -> None:
@@ -160,3 +162,28 @@ async def test_an_authorization_server_failing_at_a_refresh_is_waited_for_not_pa
             provider.exchange_refresh_token = exchange  # type: ignore[method-assign]
             await state_is(gw, UpstreamState.READY)  # by itself, signed in still
             assert (await client.call_tool("tickets_add", {"a": 2, "b": 2})).data == 4
+
+
+
+async def test_two_gateways_refreshing_at_once_stay_signed_in(tmp_path: Path) -> None:
+    """Gateways on one store (PostgreSQL, or a file) find the token due at once and both
+    read the row before either refreshes: the authorization server rotates the refresh
+    token for the first and refuses the second's (invalid_grant).  The second takes the
+    first's tokens; it does not sign every gateway out."""
+    db = tmp_path / "gateway.db"
+    async with signing_upstream() as (_provider, url):
+        gw = gateway(url, db, free_port(), credential_keys=KEY)
+        async with running(gw) as client:
+            await state_is(gw, UpstreamState.SIGNED_OUT)
+            answer: Any = await client.call_tool("gateway_sign_in", {"name": "tickets"})
+            await person_signs_in(answer.structured_content["url"])
+            await state_is(gw, UpstreamState.READY)
+            book = CredentialBook([KEY], str(db), lambda: gw.store)
+            auth = gw.manager.services["tickets"].config.auth
+            read = await book.load("tickets")  # what both gateways read
+            assert read is not None
+            first = await RefreshGrant("tickets", url, auth)._refresh(book, *read)
+            second = await RefreshGrant("tickets", url, auth)._refresh(book, *read)
+            assert second.access == first.access and second.refresh == first.refresh
+            stored = await book.load("tickets")
+            assert stored is not None and stored[1]["tokens"]["access_token"] == first.access

@@ -176,6 +176,25 @@ class RefreshGrant:
                                  "authorization server gave no refresh token")
         return await self._refresh(book, row, secrets)
 
+    async def _refreshed_meanwhile(self, book: CredentialBook, used: dict[str, Any]
+                                   ) -> Token | None:
+        """The tokens another process stored since ``used`` was read (gateways on one
+        store refreshing at once: the authorization server rotated the refresh token for
+        the first, refusing the second), else None: a refusal of this sign-in."""
+        try:
+            found = await book.load(self.server)
+        except (SealBroken, StorageError):
+            return None
+        tokens = (found[1].get("tokens") or {}) if found else {}
+        access, refresh = tokens.get("access_token"), tokens.get("refresh_token")
+        if found is None or not access or refresh == used.get("refresh_token"):
+            return None
+        from fast_mcp_gateway.telemetry.redaction import CALLERS
+
+        CALLERS.add([access, *([refresh] if refresh else [])])
+        return Token(access=access, expires_at=found[0].expires_at,
+                     lifetime=tokens.get("lifetime"), refresh=refresh)
+
     async def _refresh(self, book: CredentialBook, row: StoredCredential,
                        secrets: dict[str, Any]) -> Token:
         client, tokens = secrets.get("client") or {}, secrets["tokens"]
@@ -206,6 +225,8 @@ class RefreshGrant:
             data = None
         code = error_code(data)
         if response.status_code in (400, 401) and (code in _REFUSED or code is None):
+            if (newer := await self._refreshed_meanwhile(book, tokens)) is not None:
+                return newer  # another gateway rotated that refresh token first: its tokens
             why = (f"its refresh was refused by {row.issuer or endpoint} at "
                    f"{at_utc(self._clock())}{f' ({code})' if code else ''}")
             kept = {"client": client, "why": why,  # the registration stays: no new DCR

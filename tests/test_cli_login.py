@@ -67,6 +67,8 @@ async def test_login_from_a_terminal_signs_in_a_running_gateway(tmp_path: Path) 
             code, said = await login(config, db, port, env)
             assert code == 0, said
             assert "Open this link to sign in to 'tickets' (expires in 9 min):" in said
+            assert f"comes back to http://127.0.0.1:{port}/oauth/callback on the gateway's " \
+                   f"machine" in said
             assert f"Signed in to 'tickets'; the sign-in is kept in {db}" in said
             await state_is(gw, UpstreamState.READY)  # read from the store, by itself
             assert (await client.call_tool("tickets_add", {"a": 4, "b": 4})).data == 8

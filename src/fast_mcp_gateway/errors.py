@@ -185,12 +185,14 @@ class SignInRequired(UpstreamUnavailable):
     """A server with ``auth: {type: oauth}`` has no usable sign-in: none yet, or its
     authorization server refused the refresh.  The message says why and the two ways
     to sign in; ``signed_in`` is set once a sign-in is stored (a signed-out replica
-    waits on it instead of retrying)."""
+    waits on it instead of retrying); ``seen``: when the stored sign-in that does not
+    count was stored (only another one ends the wait)."""
 
-    def __init__(self, server: str, why: str, signed_in: object = None) -> None:
+    def __init__(self, server: str, why: str, signed_in: object = None,
+                 seen: float | None = None) -> None:
         super().__init__(server, f"needs sign-in ({why}): call the gateway_sign_in tool "
                          f"with server '{server}', or run 'mcp-gateway login {server}'")
-        self.why, self.signed_in = why, signed_in
+        self.why, self.signed_in, self.seen = why, signed_in, seen
 
 
 class RateLimited(UpstreamError):

@@ -64,6 +64,7 @@ from fast_mcp_gateway.routing.lifecycle import longest_request
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.routing.view import CatalogView
 from fast_mcp_gateway.store import StorageError, Store
+from fast_mcp_gateway.upstream.bearer import forget_tokens
 from fast_mcp_gateway.upstream.loops import not_added
 from fast_mcp_gateway.upstream.replica import UpstreamState
 
@@ -374,8 +375,10 @@ def with_outcome(ctx: AdminContext, report: ChangeReport) -> ChangeReport:
 def _start_failure(service: Service) -> str | None:
     """Why a server just added did not start: every replica's first attempt ended without
     a session.  None while one is ready, the server is disabled, or a first attempt is
-    still going on (a slow start the connect window was extended for)."""
-    if service.state in (UpstreamState.READY, UpstreamState.DISABLED) or any(
+    still going on (a slow start the connect window was extended for), or it waits for
+    a person's sign-in (``signed_out``: ``gateway_sign_in`` needs it added)."""
+    if service.state in (UpstreamState.READY, UpstreamState.DISABLED,
+                         UpstreamState.SIGNED_OUT) or any(
             r.attempts == 0 for r in service.replicas):
         return None
     return status_of(service).last_error or "it did not connect"
@@ -416,7 +419,8 @@ async def remove_server(ctx: AdminContext, actor: Actor, name: str) -> ChangeRep
         else:
             await store.delete_server(name)
         await ctx.manager.remove_server(name)
-        await store.delete_credentials(name)  # its sign-in (auth: oauth) goes with it
+        await store.delete_credentials(name)  # its sign-in (auth: oauth) goes with it,
+        forget_tokens(name)  # and its token in memory: added back, it is signed out
         await ctx.audit(actor, "remove_server", name)
     kept = sum(key[0] == name for key in ctx.manager.pins.pins)
     return ChangeReport(removed=[name], pins_kept={name: kept} if kept else {})

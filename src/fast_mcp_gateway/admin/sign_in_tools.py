@@ -19,6 +19,7 @@ from fast_mcp_gateway.admin.scope import actor
 from fast_mcp_gateway.admin.server_tools import ServerName
 from fast_mcp_gateway.errors import AdminError
 from fast_mcp_gateway.upstream.sign_in import SignIns, current_sign_ins
+from fast_mcp_gateway.upstream.sign_in_page import back
 
 
 class SignInLink(BaseModel):
@@ -27,6 +28,8 @@ class SignInLink(BaseModel):
     server: str
     url: str = Field(description="the link to open in a browser")
     expires_in_seconds: int
+    callback: str = Field(description="where the browser comes back: loopback on the "
+                          "gateway's machine (forward its port to sign in from another)")
     message: str
 
 
@@ -52,12 +55,14 @@ async def sign_in(ctx: AdminContext, name: ServerName) -> SignInLink:
 
     service = ctx.manager.get(name)
     who = actor()
-    pending = await _sign_ins(name).start(service.config, who.id)
+    sign_ins = _sign_ins(name)
+    pending = await sign_ins.start(service.config, who.id)
     await ctx.audit(who, "sign_in", name, None, "link given")
     seconds = max(0, int(pending.expires_at - time.time()))
     return SignInLink(server=name, url=pending.url, expires_in_seconds=seconds,
+                      callback=sign_ins.redirect_uri,
                       message=f"Open this link to sign in to '{name}' (expires in "
-                              f"{seconds // 60} min): {pending.url}")
+                              f"{seconds // 60} min): {pending.url}\n{back(sign_ins.port)}")
 
 
 async def sign_out(ctx: AdminContext, name: ServerName) -> SignedOut:

@@ -76,6 +76,7 @@ async def _sign(args: argparse.Namespace, settings: Any, store: Any, config: Any
 
     from fast_mcp_gateway.errors import GatewayError
     from fast_mcp_gateway.upstream.sign_in import SignIns
+    from fast_mcp_gateway.upstream.sign_in_page import back
 
     server = config.servers.get(args.server)
     if server is None or server.auth is None or server.auth.type != "oauth":
@@ -99,7 +100,7 @@ async def _sign(args: argparse.Namespace, settings: Any, store: Any, config: Any
             return 1
         minutes = int(pending.expires_at - time.time()) // 60
         print(f"Open this link to sign in to '{args.server}' (expires in {minutes} min):\n"
-              f"{pending.url}", file=sys.stderr, flush=True)
+              f"{pending.url}\n{back(sign_ins.port)}", file=sys.stderr, flush=True)
         if args.open:
             import webbrowser
 

@@ -69,11 +69,17 @@ class TokenSlot:
         self._grant, self._clock = grant, clock
         self._lock = anyio.Lock()
         self._failed: tuple[int, float, SignInFailed] | None = None  # version, when, why
+        self._refused = -1  # the version of a token the server refused (HTTP 401)
+
+    def refused(self, version: int) -> None:
+        """The server answered 401 to token ``version``: it is due (a reconnect renews it
+        first, and says why not, instead of opening with a token known refused)."""
+        self._refused = max(self._refused, version)
 
     def due(self) -> bool:
         """Whether the token is missing or close enough to its expiry to renew."""
         token = self.token
-        if token is None:
+        if token is None or self._refused == self.version:
             return True
         renew_at = token.renew_at
         return renew_at is not None and self._clock() >= renew_at
@@ -134,6 +140,7 @@ class BearerAuth(httpx2.Auth):
         response = yield request
         if response.status_code != 401:
             return
+        slot.refused(version)
         try:
             token = await slot.renew(version)
         except SignInFailed as exc:
@@ -179,7 +186,7 @@ def _grant(server: str, auth: UpstreamAuth, url: str) -> Grant:
         return ClientCredentialsGrant(server, auth, url)
     from fast_mcp_gateway.upstream.oauth_grant import RefreshGrant
 
-    return RefreshGrant(server, url)
+    return RefreshGrant(server, url, auth)
 
 
 def forget_tokens(server: str) -> None:

@@ -17,7 +17,7 @@ import asyncio
 import re
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import mcp_types as types
@@ -287,6 +287,17 @@ def _http_refusal(failed: StepFailed, transport: ClientTransport | None) -> str 
             f"{url} with {_body_of(facts)}, not a JSON-RPC answer: not an MCP endpoint; "
             f"{_MCP_URL_HINT}")
     return None
+
+
+def bearer_refusal(exc: MCPError, sup: Any) -> str | None:
+    """The words for a call whose request the server answered 401 and the bearer could
+    not cure (it ended the session: ``sup`` is restarting): the SDK's stand-in for that
+    answer ("Server returned an error response") is not the server's own error."""
+    if sup.config.auth is None or (exc.error.code, exc.error.message) not in _HTTP_STAND_INS:
+        return None
+    why = sup.unavailable_reason()
+    return (f"the server refused the gateway's token (HTTP 401; the call was not run) and "
+            f"{why}") if why.startswith("is restarting (") else None
 
 
 def _body_of(facts: HttpFacts | None) -> str:

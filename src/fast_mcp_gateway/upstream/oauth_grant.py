@@ -106,16 +106,35 @@ def at_utc(when: float) -> str:
     return datetime.fromtimestamp(when, UTC).strftime("%H:%M UTC")
 
 
+def signed_in_under(url: str, auth: Any) -> dict[str, Any]:
+    """The settings a sign-in is made under, kept (sealed) with it: a sign-in made under
+    others -- a reload changed ``url:``, ``auth.client_id``, ``auth.issuer`` or
+    ``auth.scopes`` -- is no sign-in (its token is not sent to another server or under
+    another client; a person signs in again)."""
+    return {"url": url, "auth.client_id": auth.client_id, "auth.issuer": auth.issuer,
+            "auth.scopes": sorted(auth.scopes)}
+
+
+def changed_settings(stored: Any, now: dict[str, Any]) -> list[str]:
+    """The settings ``now`` differs in from those a sign-in was made under (none known:
+    a sign-in stored before they were kept counts)."""
+    if not isinstance(stored, dict):
+        return []
+    return [name for name, value in now.items() if stored.get(name) != value]
+
+
 class RefreshGrant:
     """A person's sign-in of one server, as a ``TokenSlot``'s grant (module docstring)."""
 
-    def __init__(self, server: str, url: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, server: str, url: str, auth: Any,
+                 clock: Callable[[], float] = time.time) -> None:
         self.server, self.url, self._clock = server, url, clock
+        self.settings = signed_in_under(url, auth)
 
-    def _required(self, why: str) -> SignInRequired:
+    def _required(self, why: str, seen: float | None = None) -> SignInRequired:
         book = BOOK.get()
-        return SignInRequired(self.server, why,
-                              None if book is None else book.signed_in_event(self.server))
+        return SignInRequired(self.server, why, None if book is None
+                              else book.signed_in_event(self.server), seen)
 
     async def fetch(self, current: Token | None) -> Token:
         book = BOOK.get()
@@ -136,6 +155,11 @@ class RefreshGrant:
         if found is None:
             raise self._required("no sign-in yet")
         row, secrets = found
+        if changed := changed_settings(secrets.get("settings"), self.settings):
+            logger.warning("upstream %s: its stored sign-in was made before %s changed: "
+                           "not used", self.server, ", ".join(changed))
+            raise self._required(f"its stored sign-in was made before {', '.join(changed)} "
+                                 "changed; sign in again", row.updated_at)
         tokens = secrets.get("tokens") or {}
         access, lifetime = tokens.get("access_token"), tokens.get("lifetime")
         if isinstance(access, str) and access:
@@ -151,6 +175,25 @@ class RefreshGrant:
             raise self._required(secrets.get("why") or "its token ended and the "
                                  "authorization server gave no refresh token")
         return await self._refresh(book, row, secrets)
+
+    async def _refreshed_meanwhile(self, book: CredentialBook, used: dict[str, Any]
+                                   ) -> Token | None:
+        """The tokens another process stored since ``used`` was read (gateways on one
+        store refreshing at once: the authorization server rotated the refresh token for
+        the first, refusing the second), else None: a refusal of this sign-in."""
+        try:
+            found = await book.load(self.server)
+        except (SealBroken, StorageError):
+            return None
+        tokens = (found[1].get("tokens") or {}) if found else {}
+        access, refresh = tokens.get("access_token"), tokens.get("refresh_token")
+        if found is None or not access or refresh == used.get("refresh_token"):
+            return None
+        from fast_mcp_gateway.telemetry.redaction import CALLERS
+
+        CALLERS.add([access, *([refresh] if refresh else [])])
+        return Token(access=access, expires_at=found[0].expires_at,
+                     lifetime=tokens.get("lifetime"), refresh=refresh)
 
     async def _refresh(self, book: CredentialBook, row: StoredCredential,
                        secrets: dict[str, Any]) -> Token:
@@ -182,9 +225,12 @@ class RefreshGrant:
             data = None
         code = error_code(data)
         if response.status_code in (400, 401) and (code in _REFUSED or code is None):
+            if (newer := await self._refreshed_meanwhile(book, tokens)) is not None:
+                return newer  # another gateway rotated that refresh token first: its tokens
             why = (f"its refresh was refused by {row.issuer or endpoint} at "
                    f"{at_utc(self._clock())}{f' ({code})' if code else ''}")
-            kept = {"client": client, "why": why}  # the registration stays: no new DCR
+            kept = {"client": client, "why": why,  # the registration stays: no new DCR
+                    **({"settings": secrets["settings"]} if "settings" in secrets else {})}
             await book.save(row, kept)
             logger.warning("upstream %s: refresh refused, signed out", self.server)
             raise self._required(why)

@@ -47,7 +47,7 @@ from fast_mcp_gateway.policies import BreakerState
 from fast_mcp_gateway.telemetry.arguments import mask_echo
 from fast_mcp_gateway.upstream.asking import ASKED, Asked
 from fast_mcp_gateway.upstream.deadline import PACE, SPENT, Pace, progress_bounded
-from fast_mcp_gateway.upstream.failures import process_end, timed_out
+from fast_mcp_gateway.upstream.failures import bearer_refusal, process_end, timed_out
 from fast_mcp_gateway.upstream.lifting import text_of
 from fast_mcp_gateway.upstream.model import Catalog, UpstreamState, describe_error
 from fast_mcp_gateway.upstream.relay import CURRENT_CALL, STDIO_HOST, FrontCall, InFlight
@@ -232,6 +232,8 @@ class Requests:
                 if exc.error.message.startswith(INVALID_RESPONSE):  # the tap's, not its
                     raise UpstreamRequestFailed(sup.label,
                                                 f"{what}: {exc.error.message}") from exc
+                if (refused := bearer_refusal(exc, sup)) is not None:
+                    raise UpstreamRequestFailed(sup.label, f"{what}: {refused}") from exc
                 ok = True  # an error *response*: the upstream is alive and answering
                 # Its text goes to the host, the call record and the logs: mask secrets
                 # the upstream echoed, and the call's credential arguments (a prompt's

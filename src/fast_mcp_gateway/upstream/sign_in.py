@@ -42,7 +42,12 @@ from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.errors import GatewayError, SignInFailed, SignInRequired
 from fast_mcp_gateway.store.credentials import OWNER_GATEWAY, StoredCredential
 from fast_mcp_gateway.upstream.bearer import forget_tokens
-from fast_mcp_gateway.upstream.oauth_grant import BOOK, CredentialBook
+from fast_mcp_gateway.upstream.oauth_grant import (
+    BOOK,
+    CredentialBook,
+    changed_settings,
+    signed_in_under,
+)
 from fast_mcp_gateway.upstream.sign_in_page import CALLBACK_PATH, callback_app, revoke
 from fast_mcp_gateway.upstream.token_grants import same_issuer
 
@@ -199,6 +204,10 @@ class _Flow:
         except Exception:  # noqa: BLE001 - a row that does not open: register anew
             return None
         client = (found[1].get("client") or {}) if found else {}
+        assert self.config.url is not None
+        if found and changed_settings(found[1].get("settings"),
+                                      signed_in_under(self.config.url, auth)):
+            return None  # registered for another server or authorization server
         if self.redirect_uri in (client.get("redirect_uris") or []):
             return OAuthClientInformationFull.model_validate(client)
         return None
@@ -221,9 +230,11 @@ class _Flow:
             expires_at=now + tokens.expires_in if tokens.expires_in else None)
         client = storage.client.model_dump(mode="json", exclude_none=True) \
             if storage.client is not None else {}
+        assert self.config.url is not None and self.config.auth is not None
         await book.save(row, {"client": client, "tokens": {
             "access_token": tokens.access_token, "refresh_token": tokens.refresh_token,
-            "lifetime": float(tokens.expires_in) if tokens.expires_in else None}})
+            "lifetime": float(tokens.expires_in) if tokens.expires_in else None},
+            "settings": signed_in_under(self.config.url, self.config.auth)})
         logger.info("upstream %s: signed in (by %s)%s", self.server, self.by,
                     f", token valid {tokens.expires_in} s" if tokens.expires_in else "")
         if book.in_memory:
@@ -271,15 +282,24 @@ class SignIns:
             raise SignInFailed(config.name, "it has no 'auth: {type: oauth}' in its entry: "
                                "nobody signs in to it")
         flow = self._flows.get(config.name)
-        if flow is not None and flow.url is not None and not flow.done.is_set():
-            return flow.pending
-        tg = self._tg
-        if tg is None:
-            raise SignInFailed(config.name, "this gateway is not running (its sign-ins start "
-                               "with it)")
-        await self._listen(tg, config.name)
-        flow = self._flows[config.name] = _Flow(config, self.redirect_uri, by)
-        tg.start_soon(self._run, flow)
+        if flow is None or flow.done.is_set():
+            tg = self._tg
+            if tg is None:
+                raise SignInFailed(config.name, "this gateway is not running (its sign-ins "
+                                   "start with it)")
+            # Registered before any await: a second start meanwhile waits for this one's
+            # link instead of starting a flow that would orphan it.
+            flow = self._flows[config.name] = _Flow(config, self.redirect_uri, by)
+            try:
+                await self._listen(tg, config.name)
+            except GatewayError as exc:
+                flow.error = exc
+                flow.published.set()
+                flow.done.set()
+                if self._flows.get(config.name) is flow:
+                    del self._flows[config.name]
+                raise
+            tg.start_soon(self._run, flow)
         await flow.published.wait()
         if flow.error is not None:
             raise flow.error
@@ -377,7 +397,7 @@ async def wait_signed_in(server: str, required: SignInRequired, wake: anyio.Even
                 for waited in (wake, event):
                     if waited is not None:
                         tg.start_soon(_then_cancel, waited, tg.cancel_scope)
-        if book is not None and await _stored(book, server):
+        if book is not None and await _stored(book, server, required.seen):
             return
 
 
@@ -386,9 +406,11 @@ async def _then_cancel(event: anyio.Event, scope: anyio.CancelScope) -> None:
     scope.cancel()
 
 
-async def _stored(book: CredentialBook, server: str) -> bool:
+async def _stored(book: CredentialBook, server: str, seen: float | None) -> bool:
+    """Whether a sign-in is stored, other than the one stored at ``seen`` (did not count)."""
     try:
         found = await book.load(server)
     except Exception:  # noqa: BLE001 - the store away or a key missing: still signed out
         return False
-    return found is not None and bool((found[1].get("tokens") or {}).get("access_token"))
+    return found is not None and found[0].updated_at != seen and \
+        bool((found[1].get("tokens") or {}).get("access_token"))

@@ -27,6 +27,14 @@ CALLBACK_PATH = "/oauth/callback"
 DONE_WITHIN = 60.0  # seconds the page waits for the token exchange to end
 
 
+def back(port: int) -> str:
+    """Where the browser comes back: loopback on the gateway's machine, said (a gateway
+    served over HTTP from another machine needs the port forwarded)."""
+    return (f"The browser then comes back to http://127.0.0.1:{port}/oauth/callback on the "
+            "gateway's machine: open the link there, or from another machine forward that "
+            f"port first (ssh -L {port}:127.0.0.1:{port} <the gateway's host>).")
+
+
 def _page(title: str, text: str, status: int) -> Any:
     from starlette.responses import HTMLResponse
 

@@ -85,7 +85,6 @@ class Requests:
                  max_total: float | None = None,
                  changed: ChangeSignal | None = None,
                  redact_keys: tuple[str, ...] | None = None) -> None:
-        # An echo of a call's arguments is masked as its record is (None: the defaults).
         self.redact_keys = DEFAULT_REDACT_KEYS if redact_keys is None else redact_keys
         self._changed = changed or ChangeSignal()  # told of the supervisor's changes
         self._sup = supervisor
@@ -499,4 +498,3 @@ def _host_key(front: FrontCall) -> int:
         return hash(host)
     except TypeError:
         return id(host)
-

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import sys
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -286,6 +287,31 @@ def env_proxy(url: str) -> str | None:
 def env_proxied(url: str) -> bool:
     """Whether ``env_proxy`` has a proxy for ``url``."""
     return env_proxy(url) is not None
+
+
+def client_with(transport: type, **options: Any) -> Any:
+    """An ``httpx2.AsyncClient`` made with ``options`` whose own transports -- the
+    direct one and each of its environment's proxies' -- are ``transport`` (a subclass
+    of ``httpx2.AsyncHTTPTransport``), made as httpx makes its own.  Passing
+    ``transport=`` instead would drop the environment's proxies (httpx reads them only
+    without one)."""
+    return _client_class(transport)(**options)
+
+
+@functools.cache
+def _client_class(kind: type) -> Any:
+    import httpx2
+
+    class Client(httpx2.AsyncClient):  # (httpx calls both with keywords only)
+        def _init_transport(  # type: ignore[override]
+                self, transport: Any = None, **options: Any) -> Any:
+            return kind(**options) if transport is None else transport
+
+        def _init_proxy_transport(  # type: ignore[override]
+                self, proxy: Any, **options: Any) -> Any:
+            return kind(proxy=proxy, **options)
+
+    return Client
 
 
 def _own_pool(client: Any, url: str) -> Any:

@@ -44,6 +44,13 @@ once more on a new connection (``http_pool.Pool.stale``), as urllib3 and browser
 for idempotent requests: the host never sees that first failure."""
 
 
+def repeatable(method: str | None) -> bool:
+    """Whether a JSON-RPC message of ``method`` (``None``: an answer or an error) may
+    reach the server twice: any but a ``tools/call`` that is not ``REPEATABLE``.  The
+    one rule of the tap (``http_tap``) and the SDK's client (``http_resend``)."""
+    return method != "tools/call" or REPEATABLE.get()
+
+
 class IdleBound:
     """One replica's bound on reusing an idle connection (see the module doc)."""
 

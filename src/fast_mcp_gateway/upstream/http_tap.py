@@ -90,7 +90,7 @@ from fast_mcp_gateway.upstream import framing
 from fast_mcp_gateway.upstream.deadline import Deadline, extends, progress_bounded
 from fast_mcp_gateway.upstream.framing import ASCII_JSON, DEFAULT_MAX_MESSAGE_BYTES, UTF8_JSON
 from fast_mcp_gateway.upstream.http_aside import cancel, resumed
-from fast_mcp_gateway.upstream.http_idle import REPEATABLE, IdleBound
+from fast_mcp_gateway.upstream.http_idle import IdleBound, repeatable
 from fast_mcp_gateway.upstream.http_pool import (
     Connection,
     Declined,
@@ -303,8 +303,8 @@ class HttpTap:
             try:
                 response = await read_head(conn.reader)
             except (OSError, asyncio.IncompleteReadError) as exc:  # once more, if stale
-                conn = await self.pool.again(conn, exc, wire, method != "tools/call"
-                                             or REPEATABLE.get(), self._where)
+                conn = await self.pool.again(conn, exc, wire, repeatable(method),
+                                             self._where)
                 response = await read_head(conn.reader)
             if "keep-alive" in response.headers:  # the server's idle bound (Node's)
                 self.pool.idle.advertised(response.headers["keep-alive"], self._where)

@@ -25,12 +25,13 @@ from mcp import ClientSession
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
-from fast_mcp_gateway._compat import direct, tls_context
+from fast_mcp_gateway._compat import client_with, direct, tls_context
 from fast_mcp_gateway.config.upstream_tls import TlsFileProblem, UpstreamTls
 from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.upstream.framing import DEFAULT_MAX_MESSAGE_BYTES
 from fast_mcp_gateway.upstream.http_idle import IdleBound
 from fast_mcp_gateway.upstream.http_pool import kept_alive
+from fast_mcp_gateway.upstream.http_resend import ResendingTransport
 from fast_mcp_gateway.upstream.http_session_end import SessionEnd
 from fast_mcp_gateway.upstream.http_tap import HttpTap, tap_for
 
@@ -108,8 +109,9 @@ class _UrlTransport(_TransportBase):
         if self.httpx_client_factory is None:
             timeout.setdefault("timeout", httpx2.Timeout(30.0, read=300.0))
             idle = self._idle()
-            client = httpx2.AsyncClient(headers=dict(self.headers), auth=self.auth,
-                                        limits=kept_alive(idle.seconds), **timeout)
+            client: httpx2.AsyncClient = client_with(
+                ResendingTransport, headers=dict(self.headers), auth=self.auth,
+                limits=kept_alive(idle.seconds), **timeout)
             hooks = client.event_hooks  # a Keep-Alive header lowers the bound at once
             client.event_hooks = {**hooks, "response": [*hooks["response"], idle.heard]}
             return client

@@ -212,6 +212,14 @@ def _describe(exc: BaseException, url: str | None = None) -> str:
     if isinstance(exc, httpx2.ReadError | httpx2.WriteError) and (
             not str(exc) or _hung_up_at_once(exc)):
         return _closed_without_answer(exc)
+    if isinstance(exc, httpx2.RemoteProtocolError) and str(exc).startswith(
+            "Server disconnected without"):  # (httpcore's words: EOF before any byte)
+        if getattr(exc, "idle_closed", False):  # (http_resend.ResendingTransport's mark)
+            return (f"{_request_url(exc)} closed the connection without an answer: a "
+                    "kept-alive connection it closed as the request arrived (it keeps idle "
+                    "connections less long than the gateway reuses them); not sent again, "
+                    "for the server may have run it")
+        return _closed_without_answer(exc)
     if isinstance(exc, httpx2.RemoteProtocolError) and str(exc).startswith(("illegal ",
                                                                             "Receive buffer")):
         what = ("sent a response head larger than 100 KiB (the most httpx reads): the "

@@ -104,13 +104,16 @@ class HttpFacts:
         with hooks feeding these facts; ``verify``: a ``tls:`` server's SSL context."""
         import httpx2
 
+        from fast_mcp_gateway._compat import client_with
         from fast_mcp_gateway.upstream.http_pool import kept_alive
+        from fast_mcp_gateway.upstream.http_resend import ResendingTransport
 
-        return httpx2.AsyncClient(headers=headers, auth=auth, verify=verify,
-                                  timeout=timeout or httpx2.Timeout(30.0, read=300.0),
-                                  limits=kept_alive(),
-                                  event_hooks={"request": [self._on_request],
-                                               "response": [self._on_response]})
+        # (a request a server's idle close met unread is sent again: http_resend.py)
+        return client_with(ResendingTransport, headers=headers, auth=auth, verify=verify,
+                           timeout=timeout or httpx2.Timeout(30.0, read=300.0),
+                           limits=kept_alive(),
+                           event_hooks={"request": [self._on_request],
+                                        "response": [self._on_response]})
 
     async def _on_request(self, request: Any) -> None:
         # httpcore's trace events say when the TCP connection is made; only until the

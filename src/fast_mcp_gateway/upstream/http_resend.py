@@ -1,0 +1,99 @@
+"""The SDK's HTTP client towards an upstream, resending what the server closed unread.
+
+httpx keeps idle connections and reuses them; a server closing one idle (uvicorn's
+``timeout_keep_alive``, below the gateway's bound) closes some as the next request
+crosses its close on the wire.  The request meets EOF (or a reset) before any byte of
+an answer, most likely never read, and httpx fails it ("Server disconnected without
+sending a response": the request fails, and a POST's failure ends the SDK's session).
+The gateway's own tap writes such a request once more on a new connection when it is
+safe to repeat (``http_pool.Pool.again``); ``ResendingTransport`` does the same for the
+SDK's client (probes, ``resources/read``, ``prompts/get``, every request where the tap
+steps aside: ``auth:``, a proxy), by the same rule (``http_idle.repeatable``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx2
+
+from fast_mcp_gateway.upstream.http_idle import repeatable
+
+# httpx's (httpcore's) words for a connection closed before any byte of the answer
+_UNANSWERED = "Server disconnected without sending a response"
+# The HTTP methods that are safe to send again whatever they carry (RFC 9110 9.2.2).
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+class ResendingTransport(httpx2.AsyncHTTPTransport):
+    """httpx's own transport (its pool kept as ``_pool``: ``_compat.direct`` still
+    knows it), sending a request once more on a new connection when it failed on a
+    *reused* connection closed before any byte of its answer and it is safe to repeat
+    (``safe``).  ``resent`` counts them (tests and diagnostics)."""
+
+    resent = 0
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        outer = request.extensions.get("trace")
+        opened = False  # whether this attempt opened a connection (httpcore's trace)
+
+        async def trace(event: str, info: dict[str, Any]) -> None:
+            nonlocal opened
+            if event.startswith("connection.connect_"):
+                opened = True
+            if outer is not None:
+                await outer(event, info)
+
+        request.extensions["trace"] = trace
+        try:
+            while True:  # (each stale connection met is closed: a new one, at the latest)
+                opened = False
+                try:
+                    return await super().handle_async_request(request)
+                except (httpx2.RemoteProtocolError, httpx2.ReadError) as exc:
+                    if opened or not unread(exc):
+                        raise
+                    if not safe(request):
+                        exc.idle_closed = True  # type: ignore[attr-defined]  # (its words)
+                        raise
+                self.resent += 1
+        finally:
+            _restore(request, outer)
+
+
+def _restore(request: httpx2.Request, outer: Any) -> None:
+    if outer is None:
+        request.extensions.pop("trace", None)
+    else:
+        request.extensions["trace"] = outer
+
+
+def unread(exc: httpx2.TransportError) -> bool:
+    """Whether ``exc`` (raised before the answer's head) says the connection closed
+    before any byte of an answer: EOF (httpcore's words) or a reset, as
+    ``http_pool.Pool.stale`` reads the tap's own."""
+    if isinstance(exc, httpx2.RemoteProtocolError):
+        return str(exc).startswith(_UNANSWERED)
+    cause = exc.__cause__
+    while cause is not None:  # (httpx's error from httpcore's, from the OSError)
+        if isinstance(cause, ConnectionResetError | BrokenPipeError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def safe(request: httpx2.Request) -> bool:
+    """Whether ``request`` may reach the server twice: an idempotent HTTP method, or a
+    POST of JSON-RPC messages none of which is a ``tools/call`` that may not run twice
+    (``http_idle.repeatable``: the tap's rule), its body bytes at hand to send again."""
+    if request.method in _IDEMPOTENT:
+        return True
+    if request.method != "POST" or not isinstance(request.stream, httpx2.ByteStream):
+        return False
+    try:
+        message = json.loads(request.content)
+    except ValueError:
+        return False
+    messages = message if isinstance(message, list) else [message]
+    return all(isinstance(m, dict) and repeatable(m.get("method")) for m in messages)

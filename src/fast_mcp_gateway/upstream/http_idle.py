@@ -30,8 +30,7 @@ IDLE_SECONDS = 2.0
 """A pooled connection idle longer is closed, not reused (until the server is known to
 keep its connections less): servers close idle keep-alive connections (uvicorn,
 hypercorn and Node after 5 s), and a request written into one the server is closing
-fails (sent again only if ``REPEATABLE``: the server may have run it, and httpx never
-resends one either)."""
+fails (sent again only if ``repeatable``: the server may have run it)."""
 FLOOR = 0.25  # a server closing sooner still (or at once) is not chased any lower
 
 REPEATABLE: ContextVar[bool] = ContextVar("gateway_call_repeatable", default=False)

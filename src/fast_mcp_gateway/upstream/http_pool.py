@@ -361,8 +361,8 @@ def kept_alive(seconds: float = IDLE_SECONDS) -> Any:
     ``seconds`` (the replica's ``IdleBound`` when its client is made), as the tap
     drops its own.  httpx keeps one 5 s, as long
     as uvicorn, hypercorn and Node keep theirs open: a request written as the server
-    closes its end failed "closed the connection without an answer" (a POST is never
-    sent again: the server may have run it), and the session was restarted."""
+    closes its end failed "closed the connection without an answer", and the session
+    was restarted (one safe to repeat is now sent again: ``http_resend.py``)."""
     import httpx2
 
     return httpx2.Limits(keepalive_expiry=seconds)

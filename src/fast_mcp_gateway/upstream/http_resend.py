@@ -28,9 +28,12 @@ _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 class ResendingTransport(httpx2.AsyncHTTPTransport):
     """httpx's own transport (its pool kept as ``_pool``: ``_compat.direct`` still
-    knows it), sending a request once more on a new connection when it failed on a
-    *reused* connection closed before any byte of its answer and it is safe to repeat
-    (``safe``).  ``resent`` counts them (tests and diagnostics)."""
+    knows it), sending a request again when it failed on a *reused* connection closed
+    before any byte of its answer and it is safe to repeat (``safe``): httpx closes
+    that connection, so the request goes on another idle one the server has not closed
+    yet, or a new one -- whose failure is raised (the server's own fault).  One not
+    safe is raised marked ``idle_closed`` (``model.describe_error``'s words).
+    ``resent`` counts them (tests and diagnostics)."""
 
     resent = 0
 
@@ -55,7 +58,7 @@ class ResendingTransport(httpx2.AsyncHTTPTransport):
                     if opened or not unread(exc):
                         raise
                     if not safe(request):
-                        exc.idle_closed = True  # type: ignore[attr-defined]  # (its words)
+                        exc.idle_closed = True  # type: ignore[union-attr]  # (its words: model.py)
                         raise
                 self.resent += 1
         finally:

@@ -27,6 +27,7 @@ from fast_mcp_gateway.errors import UpstreamTimeout
 from fast_mcp_gateway.telemetry.redaction import mask_text
 from fast_mcp_gateway.upstream.deadline import DeadlineReached
 from fast_mcp_gateway.upstream.model import (
+    IDLE_CLOSED,
     UpstreamState,
     bare_url,
     describe_error,
@@ -457,3 +458,18 @@ def timed_out(label: str, what: str, call: float, exc: MCPError,
     return UpstreamTimeout(
         label, f"{what} did not answer within {seconds:g}s (the request was cancelled "
         f"upstream); if it is only slow, raise {setting}{own}")
+
+
+def intact(exc: MCPError) -> bool:
+    """Whether a request lost with its connection (``connection_lost``) left the session
+    as it was: an HTTP tap's own connection (``session_intact``), or a request the SDK's
+    client did not send again after a server's idle close met it (``http_resend``)."""
+    return bool(getattr(exc, "session_intact", False)) or IDLE_CLOSED in exc.error.message
+
+
+def lost_detail(exc: MCPError, cause: str | None) -> str:
+    """What follows "connection closed during <what>": why the session ended, if it
+    did (``cause``), or the SDK's client's words for an idle close (``intact``)."""
+    if cause:
+        return f": {cause}"
+    return f": {exc.error.message}" if IDLE_CLOSED in exc.error.message else ""

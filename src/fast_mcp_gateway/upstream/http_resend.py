@@ -17,8 +17,10 @@ import json
 from typing import Any
 
 import httpx2
+import mcp_types as types
 
 from fast_mcp_gateway.upstream.http_idle import repeatable
+from fast_mcp_gateway.upstream.model import describe_error
 
 # httpx's (httpcore's) words for a connection closed before any byte of the answer
 _UNANSWERED = "Server disconnected without sending a response"
@@ -59,7 +61,10 @@ class ResendingTransport(httpx2.AsyncHTTPTransport):
                         raise
                     if not safe(request):
                         exc.idle_closed = True  # type: ignore[union-attr]  # (its words: model.py)
-                        raise
+                        answer = unanswered(request, exc)
+                        if answer is None:
+                            raise
+                        return answer
                 self.resent += 1
         finally:
             _restore(request, outer)
@@ -86,17 +91,41 @@ def unread(exc: httpx2.TransportError) -> bool:
     return False
 
 
+def unanswered(request: httpx2.Request, exc: httpx2.TransportError) -> httpx2.Response | None:
+    """The answer the SDK reads for a JSON-RPC request not sent again: a 502 carrying
+    that request's JSON-RPC error (``CONNECTION_CLOSED``, ``model.describe_error``'s
+    words), as a proxy answers for a server that closed without one.  Raised, the error
+    left the SDK's task group and ended the session, every request in flight with it;
+    answered so, that request fails alone (``session.intact``), as on the tap.  ``None``
+    for a body that is no one JSON-RPC request (the error is raised)."""
+    message = _messages(request)
+    if message is None or len(message) != 1 or "id" not in message[0] \
+            or "method" not in message[0]:
+        return None
+    exc.request = request  # (httpx's client sets it only once raised: the URL named)
+    error = {"code": types.CONNECTION_CLOSED, "message": describe_error(exc)}
+    return httpx2.Response(502, json={"jsonrpc": "2.0", "id": message[0]["id"],
+                                      "error": error},
+                           request=request, extensions={"idle_closed": True})
+
+
 def safe(request: httpx2.Request) -> bool:
     """Whether ``request`` may reach the server twice: an idempotent HTTP method, or a
     POST of JSON-RPC messages none of which is a ``tools/call`` that may not run twice
     (``http_idle.repeatable``: the tap's rule), its body bytes at hand to send again."""
     if request.method in _IDEMPOTENT:
         return True
+    messages = _messages(request)
+    return messages is not None and all(repeatable(m.get("method")) for m in messages)
+
+
+def _messages(request: httpx2.Request) -> list[dict[str, Any]] | None:
+    """The JSON-RPC messages a POST carries (its bytes at hand), else ``None``."""
     if request.method != "POST" or not isinstance(request.stream, httpx2.ByteStream):
-        return False
+        return None
     try:
         message = json.loads(request.content)
     except ValueError:
-        return False
+        return None
     messages = message if isinstance(message, list) else [message]
-    return all(isinstance(m, dict) and repeatable(m.get("method")) for m in messages)
+    return messages if all(isinstance(m, dict) for m in messages) else None

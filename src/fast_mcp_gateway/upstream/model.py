@@ -168,6 +168,11 @@ class RestartPolicy:
 DEFAULT_RESTART = RestartPolicy()
 
 
+# How a request the SDK's client did not send again, after a server's idle close met it
+# unread, is said (``http_resend``): the session is intact (``session.intact``).
+IDLE_CLOSED = "a kept-alive connection it closed as the request arrived"
+
+
 def describe_error(exc: BaseException, url: str | None = None) -> str:
     """A one-line, human explanation of why a connect or request failed (known secrets
     and URL credentials masked: it goes to ``last_error``, logs and error texts).
@@ -215,10 +220,9 @@ def _describe(exc: BaseException, url: str | None = None) -> str:
     if isinstance(exc, httpx2.RemoteProtocolError) and str(exc).startswith(
             "Server disconnected without"):  # (httpcore's words: EOF before any byte)
         if getattr(exc, "idle_closed", False):  # (http_resend.ResendingTransport's mark)
-            return (f"{_request_url(exc)} closed the connection without an answer: a "
-                    "kept-alive connection it closed as the request arrived (it keeps idle "
-                    "connections less long than the gateway reuses them); not sent again, "
-                    "for the server may have run it")
+            return (f"{_request_url(exc)} closed the connection without an answer: "
+                    f"{IDLE_CLOSED} (it keeps idle connections less long than the gateway "
+                    "reuses them); not sent again, for the server may have run it")
         return _closed_without_answer(exc)
     if isinstance(exc, httpx2.RemoteProtocolError) and str(exc).startswith(("illegal ",
                                                                             "Receive buffer")):

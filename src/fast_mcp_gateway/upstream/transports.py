@@ -126,8 +126,9 @@ class HttpFacts:
             self.connected = True
 
     async def _on_response(self, response: Any) -> None:
-        if response.request.method == "DELETE":
-            return  # a session's end (http_session_end.py) says nothing of its failure
+        if response.request.method == "DELETE" or "idle_closed" in response.extensions:
+            return  # a session's end (http_session_end.py) says nothing of its failure,
+            # nor the gateway's own answer for a request an idle close met (http_resend)
         self.connected = True
         self.last_status = (response.status_code, response.reason_phrase,
                             str(response.request.url))

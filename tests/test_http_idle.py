@@ -248,3 +248,25 @@ async def test_the_tap_reads_every_keep_alive_line() -> None:
         assert tap.pool.idle.seconds == 0.5
     finally:
         server.close()
+
+
+async def test_the_gateways_own_transport_makes_its_clients_with_the_bound_too() -> None:
+    """``default_transport``'s HTTP transport makes its SDK clients through
+    ``HttpFacts.client``: they were made with the fixed 2 s and never read a
+    ``Keep-Alive`` header (only a transport without a client factory did)."""
+    from fast_mcp_gateway.config.loader import parse_config
+    from fast_mcp_gateway.upstream.transports import default_transport
+
+    server = _KeepAliveServer()
+    try:
+        url = f"http://127.0.0.1:{server.port}/mcp"
+        config = parse_config({"servers": {"alpha": {"url": url}}}, source="test")
+        transport: Any = default_transport(config.servers["alpha"], None)
+        async with transport._client() as client:
+            got = await client.post(url, content=b"{}")
+            assert got.json()["result"] == {"n": 1}
+        assert transport.idle is not None and transport.idle.seconds == 0.5
+        async with transport._client() as client:
+            assert client._transport._pool._keepalive_expiry == 0.5
+    finally:
+        server.close()

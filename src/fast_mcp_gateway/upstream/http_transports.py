@@ -62,6 +62,9 @@ class _UrlTransport(_TransportBase):
     # The server's ``tls:`` (``default_transport`` sets it): its files are read for each
     # session's client, whose SSL context the side door uses too (``_compat.tls_context``).
     tls: UpstreamTls | None = None
+    # Whether ``httpx_client_factory`` takes ``idle`` (the replica's ``IdleBound``): the
+    # gateway's own (``transports.HttpFacts.client``) does; a foreign one may not.
+    factory_takes_idle = False
 
     def __init__(self, url: str, headers: dict[str, str] | None = None,
                  httpx_client_factory: ClientFactory | None = None,
@@ -115,6 +118,8 @@ class _UrlTransport(_TransportBase):
             hooks = client.event_hooks  # a Keep-Alive header lowers the bound at once
             client.event_hooks = {**hooks, "response": [*hooks["response"], idle.heard]}
             return client
+        if self.factory_takes_idle:  # (the replica's bound and the Keep-Alive hook too)
+            timeout["idle"] = self._idle()
         return self.httpx_client_factory(headers=dict(self.headers), auth=self.auth, **timeout)
 
     async def _ready(self) -> None:

@@ -98,10 +98,12 @@ class HttpFacts:
         self.content_type: str | None = None
 
     def client(self, headers: dict[str, str] | None = None, timeout: Any = None,
-               auth: Any = None, verify: Any = True, **_: Any) -> Any:
+               auth: Any = None, verify: Any = True, idle: Any = None, **_: Any) -> Any:
         """An ``httpx2.AsyncClient`` as the SDK makes it (30 s, 300 s to read a stream;
         redirects off: the SDK follows those within the endpoint's origin itself),
-        with hooks feeding these facts; ``verify``: a ``tls:`` server's SSL context."""
+        with hooks feeding these facts; ``verify``: a ``tls:`` server's SSL context;
+        ``idle``: the replica's ``http_idle.IdleBound`` (its idle connections kept that
+        long, a ``Keep-Alive`` header in its answers lowering it)."""
         import httpx2
 
         from fast_mcp_gateway._compat import client_with
@@ -111,9 +113,9 @@ class HttpFacts:
         # (a request a server's idle close met unread is sent again: http_resend.py)
         return client_with(ResendingTransport, headers=headers, auth=auth, verify=verify,
                            timeout=timeout or httpx2.Timeout(30.0, read=300.0),
-                           limits=kept_alive(),
-                           event_hooks={"request": [self._on_request],
-                                        "response": [self._on_response]})
+                           limits=kept_alive(*(() if idle is None else (idle.seconds,))),
+                           event_hooks={"request": [self._on_request], "response": [
+                               self._on_response, *(() if idle is None else (idle.heard,))]})
 
     async def _on_request(self, request: Any) -> None:
         # httpcore's trace events say when the TCP connection is made; only until the
@@ -156,6 +158,7 @@ def _sse_transport() -> Callable[..., Any]:
             self.facts = HttpFacts()
             super().__init__(url, headers=headers, httpx_client_factory=self.facts.client,
                              session_class=RelaySession, auth=auth)
+            self.factory_takes_idle = True
             refused_by(self, auth)
 
     return SseTransport
@@ -176,6 +179,7 @@ def _http_transport() -> Callable[..., Any]:
             self.facts = HttpFacts()
             super().__init__(url, headers=headers, httpx_client_factory=self.facts.client,
                              session_class=RelaySession, auth=auth)
+            self.factory_takes_idle = True
             refused_by(self, auth)
 
         @property

@@ -460,16 +460,12 @@ def timed_out(label: str, what: str, call: float, exc: MCPError,
         f"upstream); if it is only slow, raise {setting}{own}")
 
 
-def intact(exc: MCPError) -> bool:
-    """Whether a request lost with its connection (``connection_lost``) left the session
-    as it was: an HTTP tap's own connection (``session_intact``), or a request the SDK's
+def lost_with(exc: MCPError, cause: str | None) -> tuple[str, bool]:
+    """For a request lost with its connection (``connection_lost``): what follows
+    "connection closed during <what>" -- why the session ended, if it did (``cause``),
+    or the SDK's client's words for an idle close -- and whether the session is left as
+    it was: an HTTP tap's own connection (``session_intact``), or a request the SDK's
     client did not send again after a server's idle close met it (``http_resend``)."""
-    return bool(getattr(exc, "session_intact", False)) or IDLE_CLOSED in exc.error.message
-
-
-def lost_detail(exc: MCPError, cause: str | None) -> str:
-    """What follows "connection closed during <what>": why the session ended, if it
-    did (``cause``), or the SDK's client's words for an idle close (``intact``)."""
-    if cause:
-        return f": {cause}"
-    return f": {exc.error.message}" if IDLE_CLOSED in exc.error.message else ""
+    idle_closed = IDLE_CLOSED in exc.error.message
+    detail = f": {cause}" if cause else f": {exc.error.message}" if idle_closed else ""
+    return detail, bool(getattr(exc, "session_intact", False)) or idle_closed

@@ -96,7 +96,7 @@ def unanswered(request: httpx2.Request, exc: httpx2.TransportError) -> httpx2.Re
     that request's JSON-RPC error (``CONNECTION_CLOSED``, ``model.describe_error``'s
     words), as a proxy answers for a server that closed without one.  Raised, the error
     left the SDK's task group and ended the session, every request in flight with it;
-    answered so, that request fails alone (``session.intact``), as on the tap.  ``None``
+    answered so, that request fails alone (``failures.lost_with``), as on the tap.  ``None``
     for a body that is no one JSON-RPC request (the error is raised)."""
     message = _messages(request)
     if message is None or len(message) != 1 or "id" not in message[0] \

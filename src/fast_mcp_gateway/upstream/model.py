@@ -169,7 +169,7 @@ DEFAULT_RESTART = RestartPolicy()
 
 
 # How a request the SDK's client did not send again, after a server's idle close met it
-# unread, is said (``http_resend``): the session is intact (``session.intact``).
+# unread, is said (``http_resend``): the session is intact (``failures.lost_with``).
 IDLE_CLOSED = "a kept-alive connection it closed as the request arrived"
 
 

@@ -47,8 +47,7 @@ from fast_mcp_gateway.policies import BreakerState
 from fast_mcp_gateway.telemetry.arguments import mask_echo
 from fast_mcp_gateway.upstream.asking import ASKED, Asked
 from fast_mcp_gateway.upstream.deadline import PACE, SPENT, Pace, progress_bounded
-from fast_mcp_gateway.upstream.failures import bearer_refusal, process_end, timed_out
-from fast_mcp_gateway.upstream.failures import intact, lost_detail
+from fast_mcp_gateway.upstream.failures import bearer_refusal, lost_with, process_end, timed_out
 from fast_mcp_gateway.upstream.lifting import text_of
 from fast_mcp_gateway.upstream.model import Catalog, UpstreamState, describe_error
 from fast_mcp_gateway.upstream.relay import CURRENT_CALL, STDIO_HOST, FrontCall, InFlight
@@ -218,8 +217,9 @@ class Requests:
                     raise _Forgotten(session, end) from exc
                 cause = sup.closed_by_protocol_error()
                 if connection_lost(exc, cause):  # not an upstream's own -32000 answer
-                    reason = f"connection closed during {what}{lost_detail(exc, cause)}"
-                    if not intact(exc):  # (an HTTP tap's own; an idle close: http_resend)
+                    detail, intact = lost_with(exc, cause)
+                    reason = f"connection closed during {what}{detail}"
+                    if not intact:  # (an HTTP tap's own; an idle close: http_resend)
                         sup.mark_broken(reason)
                     ended = "" if cause else await process_end(tap)
                     raise UpstreamRequestFailed(

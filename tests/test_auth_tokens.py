@@ -6,15 +6,11 @@ import hashlib
 import json
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastmcp.server.auth.providers.jwt import RSAKeyPair
-from joserfc.jwk import RSAKey
 from pydantic import ValidationError
 
 from fast_mcp_gateway.config.auth import AuthConfig, TokenEntry
@@ -22,6 +18,7 @@ from fast_mcp_gateway.config.loader import load_config
 from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.http.auth import GatewayVerifier, principal_of
 from fast_mcp_gateway.principal import LOCAL, Principal
+from tests.test_jwt_key_rotation import Idp, idp  # noqa: F401 - the JWKS endpoint
 
 pytestmark = pytest.mark.anyio
 
@@ -133,33 +130,9 @@ def test_a_jwts_standing_ends_when_it_expires_or_jwts_are_no_longer_taken() -> N
 
 
 @pytest.fixture
-def jwks() -> Iterator[tuple[RSAKeyPair, str]]:
-    """An RSA key and a real JWKS endpoint for it on 127.0.0.1."""
-    pair = RSAKeyPair.generate()
-    key = RSAKey.import_key(pair.public_key)
-    body = json.dumps({"keys": [{**key.as_dict(private=False), "kid": "k1", "use": "sig",
-                                 "alg": "RS256"}]}).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            return None
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield pair, f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+def jwks(idp: Idp) -> tuple[RSAKeyPair, str]:  # noqa: F811
+    """An RSA key (key id 'k1') and a real JWKS endpoint for it on 127.0.0.1."""
+    return idp.add("k1"), idp.url
 
 
 async def test_jwts_from_a_jwks_endpoint_map_scopes_and_servers(

@@ -75,8 +75,8 @@ async def test_a_name_or_state_not_known_is_refused_naming_the_known_ones() -> N
         with pytest.raises(ToolError, match=r"no server named 'gamma' \(known: alpha, beta, "
                                             r"off\)"):
             await client.call_tool("gateway_health", {"servers": ["gamma"]})
-        with pytest.raises(ToolError, match=r"'starting', 'ready', 'reconnecting', 'failed', "
-                                            r"'disabled', 'stopped' or 'invalid'"):
+        with pytest.raises(ToolError, match=r"'starting', 'ready', 'reconnecting', 'signed_out', "
+                                            r"'failed', 'disabled', 'stopped' or 'invalid'"):
             await client.call_tool("gateway_health", {"state": "up"})
 
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from fast_mcp_gateway.config.loader import load_config
 from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.http.auth import GatewayVerifier, principal_of
 from fast_mcp_gateway.principal import LOCAL, Principal
-from tests.test_jwt_key_rotation import Idp, idp  # noqa: F401 - the JWKS endpoint
+from tests.test_jwt_key_rotation import jwks_endpoint
 
 pytestmark = pytest.mark.anyio
 
@@ -130,9 +131,10 @@ def test_a_jwts_standing_ends_when_it_expires_or_jwts_are_no_longer_taken() -> N
 
 
 @pytest.fixture
-def jwks(idp: Idp) -> tuple[RSAKeyPair, str]:  # noqa: F811
+def jwks() -> Iterator[tuple[RSAKeyPair, str]]:
     """An RSA key (key id 'k1') and a real JWKS endpoint for it on 127.0.0.1."""
-    return idp.add("k1"), idp.url
+    with jwks_endpoint() as idp:
+        yield idp.add("k1"), idp.url
 
 
 async def test_jwts_from_a_jwks_endpoint_map_scopes_and_servers(

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,13 @@ class Idp:
 
 @pytest.fixture
 def idp() -> Iterator[Idp]:
+    with jwks_endpoint() as state:
+        yield state
+
+
+@contextmanager
+def jwks_endpoint() -> Iterator[Idp]:
+    """Serve an `Idp` on 127.0.0.1 (a plain context manager: importers need no fixture)."""
     state = Idp()
 
     class Handler(BaseHTTPRequestHandler):

@@ -243,6 +243,8 @@ class Crossing:
 
     async def _serve(self, rounds: PgRounds, key: str) -> None:
         """Take one round (if nobody did: at most once), deliver it, reply."""
+        if key in self._serving:  # heard of twice (its NOTIFY and the rounds left read)
+            return
         # Its host's cancel may come as soon as it is taken: heard from then on.
         cancelled = self._serving[key] = anyio.CancelScope()
         try:

@@ -20,6 +20,7 @@ import pytest
 
 from fast_mcp_gateway.front import crossing as crossing_module
 from fast_mcp_gateway.store.postgres_rounds import PgRounds
+from tests.fixtures import memory_entry
 from tests.test_parked_rounds_crossing import (
     ALICE,
     ASKING,
@@ -31,7 +32,6 @@ from tests.test_parked_rounds_crossing import (
     post,
     rows_left,
 )
-from tests.fixtures import memory_entry
 from tests.test_request_state import served
 
 pytestmark = pytest.mark.anyio

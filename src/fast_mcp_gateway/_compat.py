@@ -318,12 +318,19 @@ def _own_pool(client: Any, url: str) -> Any:
     """The HTTP/1.1 connection pool ``client`` itself connects to ``url`` with; ``None``
     for a proxy's, a custom transport, HTTP/2."""
     import httpcore2
-    import httpx2
 
-    pool = getattr(client._transport_for_url(httpx2.URL(url)), "_pool", None)
+    pool = getattr(transport_for(client, url), "_pool", None)
     if type(pool) is not httpcore2.AsyncConnectionPool or pool._http2:
         return None
     return pool
+
+
+def transport_for(client: Any, url: str) -> Any:
+    """The transport an ``httpx2.AsyncClient`` sends requests for ``url`` with (its
+    own, or its environment's proxy's)."""
+    import httpx2
+
+    return client._transport_for_url(httpx2.URL(url))
 
 
 def direct(client: Any, url: str) -> bool:

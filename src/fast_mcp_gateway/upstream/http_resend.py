@@ -14,6 +14,7 @@ steps aside: ``auth:``, a proxy), by the same rule (``http_idle.repeatable``).
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx2
@@ -35,9 +36,17 @@ class ResendingTransport(httpx2.AsyncHTTPTransport):
     that connection, so the request goes on another idle one the server has not closed
     yet, or a new one -- whose failure is raised (the server's own fault).  One not
     safe is raised marked ``idle_closed`` (``model.describe_error``'s words).
-    ``resent`` counts them (tests and diagnostics)."""
+    ``resent`` counts them (tests and diagnostics).
+
+    ``aside``: where the error of a request not sent again goes when its transport
+    reads answers from another stream (the legacy SSE transport's one ``GET``: it takes
+    any POST's error status for its writer's end, which ended the session and left the
+    request unanswered until its timeout): the POST is answered 202 and the error
+    handed to ``aside`` (``http_transports.FastSseTransport``: to the session, as if
+    read from the stream)."""
 
     resent = 0
+    aside: Callable[[dict[str, Any]], Awaitable[None]] | None = None
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         outer = request.extensions.get("trace")
@@ -64,7 +73,11 @@ class ResendingTransport(httpx2.AsyncHTTPTransport):
                         answer = unanswered(request, exc)
                         if answer is None:
                             raise
-                        return answer
+                        if self.aside is None:
+                            return answer
+                        await self.aside(json.loads(answer.content))
+                        return httpx2.Response(202, request=request,
+                                               extensions=answer.extensions)
                 self.resent += 1
         finally:
             _restore(request, outer)

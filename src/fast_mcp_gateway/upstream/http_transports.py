@@ -25,7 +25,13 @@ from mcp import ClientSession
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
-from fast_mcp_gateway._compat import client_with, direct, tls_context
+from fast_mcp_gateway._compat import (
+    client_with,
+    deliver_message,
+    direct,
+    tls_context,
+    transport_for,
+)
 from fast_mcp_gateway.config.upstream_tls import TlsFileProblem, UpstreamTls
 from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.upstream.framing import DEFAULT_MAX_MESSAGE_BYTES
@@ -217,13 +223,24 @@ class FastSseTransport(_UrlTransport):
         await self._ready()
         read = session_kwargs.get("read_timeout_seconds")
 
+        opened: list[ClientSession] = []
+
+        async def aside(error: dict[str, Any]) -> None:
+            if opened:  # (a POST's error status would end the transport's writer)
+                await deliver_message(opened[0], error)
+
         def client(headers: dict[str, str] | None = None, timeout: httpx2.Timeout | None = None,
                    auth: httpx2.Auth | None = None) -> httpx2.AsyncClient:
             # sse_client passes this transport's headers and auth back, and the timeout
-            return self._client(**({} if timeout is None else {"timeout": timeout}))
+            made = self._client(**({} if timeout is None else {"timeout": timeout}))
+            sender = transport_for(made, self.url)
+            if isinstance(sender, ResendingTransport):  # (a request not sent again)
+                sender.aside = aside
+            return made
 
         async with sse_client(self.url, headers=dict(self.headers), auth=self.auth,
                               httpx_client_factory=client,
                               **({} if read is None else {"timeout": read})) as streams, \
                 session_class(*streams, **session_kwargs) as session:
+            opened.append(session)
             yield session

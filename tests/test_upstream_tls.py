@@ -84,9 +84,11 @@ class Authority:
         return bytes(cert.public_bytes(serialization.Encoding.PEM))
 
     def issue(self, stem: str, *, server: bool, password: str | None = None,
-              cert: Path | None = None, key: Path | None = None) -> tuple[Path, Path]:
-        """A certificate for 127.0.0.1 (``server``) or a client, and its key (encrypted
-        with ``password``), written to ``cert``/``key`` (default: ``stem``.pem/-key.pem)."""
+              cert: Path | None = None, key: Path | None = None,
+              names: tuple[str, ...] = ("localhost", "127.0.0.1")) -> tuple[Path, Path]:
+        """A certificate for ``names`` (``server``: by default localhost and 127.0.0.1)
+        or a client, and its key (encrypted with ``password``), written to ``cert``/``key``
+        (default: ``stem``.pem/-key.pem)."""
         from cryptography import x509
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import ec
@@ -99,8 +101,8 @@ class Authority:
             (x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), False)]
         if server:
             extensions.append((x509.SubjectAlternativeName([
-                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                False))
+                x509.IPAddress(ipaddress.ip_address(n)) if n[0].isdigit() else x509.DNSName(n)
+                for n in names]), False))
         leaf = self._signed(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, stem)]),
                             private.public_key(), extensions)
         cert = cert or self.folder / f"{stem}.pem"
@@ -142,19 +144,25 @@ def pki(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pki:
 
 
 @contextlib.asynccontextmanager
-async def mtls_upstream(pki: Pki, port: int = 0) -> AsyncIterator[tuple[Upstream, Served]]:
-    """The upstream over TLS, requiring a client certificate the clients' CA signed."""
+async def mtls_upstream(pki: Pki, port: int = 0, *, sse: bool = False,
+                        server: tuple[Path, Path] | None = None,
+                        ) -> AsyncIterator[tuple[Upstream, Served]]:
+    """The upstream over TLS (streamable HTTP at /mcp, or ``sse`` at /sse), requiring a
+    client certificate the clients' CA signed; its certificate ``server`` (default: the
+    one for 127.0.0.1)."""
     import uvicorn
 
     up = Upstream("", anyio.Event(), anyio.Event(), anyio.Event())
-    app = handshake_upstream(up).http_app(path="/mcp")
+    path = "/sse" if sse else "/mcp"
+    app = handshake_upstream(up).http_app(path=path, transport="sse" if sse else "http")
     served = Served(app, port)
+    cert, key = server or (pki.server_cert, pki.server_key)
     served.server = uvicorn.Server(uvicorn.Config(
         app, log_level="warning", lifespan="on", log_config=None,
-        ssl_certfile=str(pki.server_cert), ssl_keyfile=str(pki.server_key),
+        ssl_certfile=str(cert), ssl_keyfile=str(key),
         ssl_ca_certs=str(pki.clients.ca), ssl_cert_reqs=ssl.CERT_REQUIRED))
     async with served.serving():
-        up.url = f"https://127.0.0.1:{served.port}/mcp"
+        up.url = f"https://127.0.0.1:{served.port}{path}"
         yield up, served
 
 

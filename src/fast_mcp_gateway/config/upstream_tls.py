@@ -11,6 +11,14 @@ gateway's client certificate.
   TLS).  ``client_key`` may be left out when ``client_cert``'s file holds the key too.
   An encrypted key takes ``client_key_password`` (written as ``${VAR}``; masked in every
   listing, registered with the redaction registry, never in an error text).
+* ``server_name``: the name sent as SNI and the server's certificate is checked against,
+  instead of the url's host (a server reached by IP address, or by an internal name its
+  certificate does not carry).  Set on the SSL context (``_named``), so the SDK's client
+  and the side door, which share it, both use it.
+
+Paths: ``~`` is expanded; a relative one is read from the folder of the config file
+that names it (``placed``, as nginx and compose read theirs); a server added at run time
+(the admin tool, REST: no file) gives absolute ones.
 
 There is no ``verify: false``: the gateway sends its hosts' calls and the configured
 credentials (``headers``, ``${caller.token}``) to that server, and without verification
@@ -28,10 +36,12 @@ opened later (a reconnect) reads them anew.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
@@ -93,6 +103,10 @@ class UpstreamTls(BaseModel):
         lambda _: MASK, when_used="json")] | None = Field(
         default=None, min_length=1, max_length=4096,
         description="the password of an encrypted client_key; write it as ${VAR}")
+    server_name: str | None = Field(
+        default=None, min_length=1, max_length=253,
+        description="the host name the server's certificate is checked against (and sent "
+                    "as SNI), instead of the url's host")
     _read: str = PrivateAttr(default="")  # the files' digest, as read at validation
 
     @model_validator(mode="before")
@@ -109,9 +123,14 @@ class UpstreamTls(BaseModel):
         if self.client_cert is None and (self.client_key or self.client_key_password):
             raise ValueError("client_key and client_key_password go with client_cert (the "
                              "certificate of that key); give client_cert")
-        if self.ca_file is None and self.client_cert is None:
+        if self.ca_file is None and self.client_cert is None and self.server_name is None:
             raise ValueError("give ca_file (the CA to trust for this server), client_cert "
-                             "(the gateway's client certificate), or both; or remove tls:")
+                             "(the gateway's client certificate), server_name (the name its "
+                             "certificate is for), or some of them; or remove tls:")
+        if self.server_name is not None and not _host_name(self.server_name):
+            raise ValueError(f"server_name {self.server_name!r} is not a host name: give the "
+                             "name the server's certificate is for (e.g. billing.internal, "
+                             "or an IP address), without scheme, port or path")
         password = self.password()
         if password == MASK:  # an edit that sent back what a listing shows
             raise ValueError("client_key_password: '***' is how a listing shows the "
@@ -155,6 +174,8 @@ class UpstreamTls(BaseModel):
                     f"({_reason(exc)}); give a PEM file of CA certificates") from None
         else:
             context = base()
+        if self.server_name is not None:
+            context.sslobject_class = _named(self.server_name)
         if cert is None or key is None:
             return context
         _holds("client_cert", self.client_cert, cert, certificate=True)
@@ -204,6 +225,66 @@ class UpstreamTls(BaseModel):
         except OSError as exc:  # (changed on disk since it was read)
             raise TlsFileProblem(f"client_cert {self.client_cert}: cannot be read "
                                  f"({exc.strerror or exc})") from None
+
+
+_HOST = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?")
+
+
+def _host_name(name: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return bool(_HOST.fullmatch(name)) and ".." not in name
+    return True
+
+
+@functools.cache
+def _named(name: str) -> type[ssl.SSLObject]:
+    """An ``SSLObject`` class whose client connections send ``name`` as SNI and check
+    the certificate against it, whatever host the caller names: asyncio (the side door)
+    and anyio (httpx) both make theirs by ``SSLContext.wrap_bio``, which makes an
+    ``sslobject_class``."""
+    import ssl
+
+    class Named(ssl.SSLObject):
+        @classmethod
+        def _create(cls, incoming: Any, outgoing: Any, server_side: bool = False,
+                    server_hostname: str | None = None, session: Any = None,
+                    context: Any = None) -> Any:
+            return super()._create(  # type: ignore[misc]
+                incoming, outgoing, server_side=server_side,
+                server_hostname=server_hostname if server_side else name,
+                session=session, context=context)
+
+    return Named
+
+
+def placed(raw: Any, folder: Path | None, runtime: bool,
+           fail: Callable[[str, str], object]) -> Any:
+    """A server's ``tls:`` as written (``${VAR}`` expanded) with its files' paths as the
+    gateway reads them: ``~`` expanded, a relative one joined to ``folder`` (the config
+    file's; None: kept, read from the working directory: a mapping given in code).  A
+    server added at run time (``runtime``: no file) must give absolute ones: a relative
+    one is told to ``fail(field, message)``."""
+    if not isinstance(raw, dict):
+        return raw  # (said by the model's own check)
+    out = dict(raw)
+    for key in ("ca_file", "client_cert", "client_key"):
+        written = raw.get(key)
+        if not isinstance(written, str) or not written:
+            continue
+        path = os.path.expanduser(written)
+        if os.path.isabs(path):
+            out[key] = path
+        elif runtime:
+            fail(f"tls.{key}", f"{written} is a relative path, and a server added at run "
+                 "time has no config file to read it from: give the file's absolute path "
+                 f"(e.g. /etc/gateway/tls/{os.path.basename(path) or 'ca.pem'})")
+        elif folder is not None:
+            out[key] = os.path.join(folder, path)
+    return out
 
 
 def _bare() -> ssl.SSLContext:
@@ -307,5 +388,5 @@ def _https_only(tls: UpstreamTls | None, info: ValidationInfo) -> UpstreamTls | 
 
 TlsSetting = Annotated[UpstreamTls | None, AfterValidator(_https_only), Field(
     description="a url: server's TLS: ca_file, client_cert, client_key, "
-                "client_key_password (config/upstream_tls.py)")]
+                "client_key_password, server_name (config/upstream_tls.py)")]
 """``ServerConfig.tls``: checked against the server's url (the fields before it)."""

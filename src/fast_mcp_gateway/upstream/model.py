@@ -357,7 +357,8 @@ def _tls_text(url: str, error: ssl.SSLError) -> str | None:
                 "CA signed it, give the gateway that CA's certificate (the server's tls: "
                 "{ca_file: /path/to/ca.pem} in servers.yaml; for every server, SSL_CERT_FILE="
                 "/path/to/ca.pem, or SSL_CERT_DIR, in the gateway's environment); if the name "
-                "does not match, write in 'url' a host name the certificate is for")
+                "does not match, write in 'url' a host name the certificate is for, or give "
+                "that name as the server's tls: {server_name: ...}")
     if error.reason == "WRONG_VERSION_NUMBER":  # a plain-HTTP answer to the TLS hello
         return (f"cannot connect to {url}: the server does not speak TLS there (plain "
                 "HTTP?): write http:// in 'url', or the port of its https endpoint")

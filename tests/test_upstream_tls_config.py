@@ -72,6 +72,9 @@ def test_each_bad_tls_block_is_refused_with_the_fix(pki: Pki, tmp_path: Path) ->
             "client_key": str(pki.client_key)},
         "give ca_file (the CA to trust for this server), client_cert": {},
         "'***' is how a listing shows the password": pki.tls(client_key_password="***"),
+        f"client_key_password is given, but client_key {other} is not encrypted: remove "
+        "client_key_password": pki.tls(client_cert=str(other.with_name("other.pem")),
+                                       client_key=str(other)),
     }
     for words, tls in cases.items():
         tls = {k: v for k, v in tls.items() if v is not None}

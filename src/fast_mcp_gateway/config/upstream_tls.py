@@ -187,6 +187,11 @@ class UpstreamTls(BaseModel):
             raise TlsFileProblem(
                 f"client_key {self.client_key or self.client_cert}: the key is encrypted; "
                 "give its password as client_key_password: ${VAR}")
+        if password and not encrypted:  # (OpenSSL would not look at it: another key?)
+            raise TlsFileProblem(
+                f"client_key_password is given, but client_key "
+                f"{self.client_key or self.client_cert} is not encrypted: remove "
+                "client_key_password, or give the encrypted key it is the password of")
         self._load_chain(context, encrypted, password)
         return context
 

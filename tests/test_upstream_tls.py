@@ -318,7 +318,7 @@ async def test_both_paths_say_the_same_of_a_tls_setting_that_does_not_fit(
         assert describe_error(sdk, url) == describe_error(tapped)
 
 
-@pytest.mark.parametrize("server", ["uvicorn", "alerts"])
+@pytest.mark.parametrize("server", ["uvicorn", "alerts", "abrupt"])
 async def test_a_replica_without_the_client_certificate_says_what_to_give(
         pki: Pki, server: str) -> None:
     """The session's connect (the SDK's client) fails; the replica's state names the
@@ -327,7 +327,7 @@ async def test_a_replica_without_the_client_certificate_says_what_to_give(
         if server == "uvicorn":
             url = (await stack.enter_async_context(mtls_upstream(pki)))[0].url
         else:
-            blocking = _Refuses(pki)
+            blocking = _Refuses(pki, lingering=server == "alerts")
             stack.push_async_callback(blocking.stop)
             url = blocking.url
         gw = gateway(url, {"ca_file": str(pki.servers.ca)}, "2026-07-28")

@@ -64,15 +64,16 @@ class Authority:
         self.ca = folder / "ca.pem"
         self.ca.write_bytes(self._pem(self.cert))
 
-    def _signed(self, subject: Any, public: Any, extensions: list[tuple[Any, bool]]) -> Any:
+    def _signed(self, subject: Any, public: Any, extensions: list[tuple[Any, bool]],
+                days: int = 30) -> Any:
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes
 
         now = datetime.datetime.now(datetime.UTC)
         builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(self.name)
                    .public_key(public).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(days=1))
-                   .not_valid_after(now + datetime.timedelta(days=30)))
+                   .not_valid_before(now - datetime.timedelta(days=40))
+                   .not_valid_after(now + datetime.timedelta(days=days)))
         for extension, critical in extensions:
             builder = builder.add_extension(extension, critical=critical)
         return builder.sign(self.key, hashes.SHA256())
@@ -85,10 +86,11 @@ class Authority:
 
     def issue(self, stem: str, *, server: bool, password: str | None = None,
               cert: Path | None = None, key: Path | None = None,
-              names: tuple[str, ...] = ("localhost", "127.0.0.1")) -> tuple[Path, Path]:
+              names: tuple[str, ...] = ("localhost", "127.0.0.1"),
+              days: int = 30) -> tuple[Path, Path]:
         """A certificate for ``names`` (``server``: by default localhost and 127.0.0.1)
-        or a client, and its key (encrypted with ``password``), written to ``cert``/``key``
-        (default: ``stem``.pem/-key.pem)."""
+        or a client, valid ``days`` more (expired if negative), and its key (encrypted
+        with ``password``), written to ``cert``/``key`` (default: ``stem``.pem/-key.pem)."""
         from cryptography import x509
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import ec
@@ -104,7 +106,7 @@ class Authority:
                 x509.IPAddress(ipaddress.ip_address(n)) if n[0].isdigit() else x509.DNSName(n)
                 for n in names]), False))
         leaf = self._signed(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, stem)]),
-                            private.public_key(), extensions)
+                            private.public_key(), extensions, days)
         cert = cert or self.folder / f"{stem}.pem"
         key = key or self.folder / f"{stem}-key.pem"
         cert.write_bytes(self._pem(leaf))

@@ -36,6 +36,7 @@ opened later (a reconnect) reads them anew.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import hashlib
 import os
@@ -179,6 +180,11 @@ class UpstreamTls(BaseModel):
         if cert is None or key is None:
             return context
         _holds("client_cert", self.client_cert, cert, certificate=True)
+        if (ended := _expired(cert)) is not None:  # (said by the server as a hang-up)
+            raise TlsFileProblem(
+                f"client_cert {self.client_cert} expired on {ended:%Y-%m-%d %H:%M} UTC, "
+                "and servers refuse an expired certificate: put a renewed one (and its "
+                "key) at that path")
         _holds("client_key" if self.client_key else "client_cert",
                self.client_key or self.client_cert, key, certificate=False)
         encrypted = b"ENCRYPTED PRIVATE KEY" in _blocks(key) or b"4,ENCRYPTED" in key
@@ -331,6 +337,46 @@ def _pem(setting: str, written: str, seen: Callable[[bytes], object] | None) -> 
     if seen is not None:
         seen(data)
     return data
+
+
+_FIRST_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.S)
+
+
+def _expired(data: bytes) -> datetime.datetime | None:
+    """When the first certificate of ``data`` (the leaf) expired, if it has; None when
+    it has not, or cannot be read here (OpenSSL reads it then: no refusal on a guess).
+    Its DER walked to ``tbsCertificate.validity.notAfter`` (RFC 5280)."""
+    import base64
+    import binascii
+
+    found = _FIRST_CERT.search(data)
+    try:
+        der = base64.b64decode(b"".join(found.group(1).split()), validate=True) \
+            if found else b""
+        _, start, _ = _tlv(der, 0)  # Certificate
+        _, at, _ = _tlv(der, start)  # tbsCertificate
+        for _skipped in range(4 if der[at] == 0xA0 else 3):  # version, serial, alg, issuer
+            at = _tlv(der, at)[2]
+        _, validity, _ = _tlv(der, at)
+        tag, begin, end = _tlv(der, _tlv(der, validity)[2])  # notAfter, after notBefore
+        text = der[begin:end].decode("ascii")
+        ended = datetime.datetime.strptime(
+            text, "%y%m%d%H%M%SZ" if tag == 0x17 else "%Y%m%d%H%M%SZ").replace(
+            tzinfo=datetime.UTC)
+    except (IndexError, ValueError, binascii.Error, UnicodeDecodeError):
+        return None
+    return ended if ended < datetime.datetime.now(datetime.UTC) else None
+
+
+def _tlv(der: bytes, at: int) -> tuple[int, int, int]:
+    """The DER element at ``at``: its tag, where its content starts and ends."""
+    tag, size, at = der[at], der[at + 1], at + 2
+    if size & 0x80:
+        count = size & 0x7F
+        size, at = int.from_bytes(der[at:at + count], "big"), at + count
+    if at + size > len(der):
+        raise ValueError("truncated")
+    return tag, at, at + size
 
 
 def _blocks(data: bytes) -> set[bytes]:

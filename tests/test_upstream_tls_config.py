@@ -9,6 +9,7 @@ connect in the load's words.
 
 from __future__ import annotations
 
+import datetime
 import shutil
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,8 @@ def refusal(pki: Pki, tls: Any, url: str = "https://127.0.0.1:1/mcp", **entry: A
 
 def test_each_bad_tls_block_is_refused_with_the_fix(pki: Pki, tmp_path: Path) -> None:
     other = pki.stranger.issue("other", server=False)[1]
+    old_cert, old_key = pki.clients.issue("old", server=False, days=-2)
+    ended = (datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=2)).date()
     der = tmp_path / "ca.der"
     der.write_bytes(b"\x30\x82" + b"\x00" * 64)
     cases = {
@@ -72,6 +75,12 @@ def test_each_bad_tls_block_is_refused_with_the_fix(pki: Pki, tmp_path: Path) ->
             "client_key": str(pki.client_key)},
         "give ca_file (the CA to trust for this server), client_cert": {},
         "'***' is how a listing shows the password": pki.tls(client_key_password="***"),
+        f"client_key_password is given, but client_key {other} is not encrypted: remove "
+        "client_key_password": pki.tls(client_cert=str(other.with_name("other.pem")),
+                                       client_key=str(other)),
+        f"client_cert {old_cert} expired on {ended:%Y-%m-%d} ": {
+            "ca_file": str(pki.servers.ca), "client_cert": str(old_cert),
+            "client_key": str(old_key)},
     }
     for words, tls in cases.items():
         tls = {k: v for k, v in tls.items() if v is not None}

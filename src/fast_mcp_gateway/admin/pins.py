@@ -23,6 +23,7 @@ import json
 import os
 import stat
 from collections.abc import Sequence
+from pathlib import Path
 
 import anyio
 import anyio.to_thread
@@ -240,7 +241,7 @@ def _configures(source: str, server: str) -> bool | ConfigError | None:
             raise ConfigError.single(source, None, None, f"is larger than "
                                      f"{MAX_CONFIG_BYTES // (1024 * 1024)} MiB")
         config = parse_config_text(decode_config(data, source), source=source,
-                                   partial=True)
+                                   partial=True, folder=Path(source).absolute().parent)
     except ConfigError as exc:
         return exc
     return server in config.servers or server in config.invalid

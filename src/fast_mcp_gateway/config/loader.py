@@ -28,7 +28,6 @@ problem found listed.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import sys
@@ -45,18 +44,13 @@ from fast_mcp_gateway.config.auth import expand_auth
 from fast_mcp_gateway.config.checks import (
     check_document,
     check_server,
-    claude_key_problem,
     explain,
     field_path,
-    short,
     suggest,
 )
+from fast_mcp_gateway.config.claude_entry import CLAUDE_TYPES, from_claude
 from fast_mcp_gateway.config.document import MAX_CONFIG_BYTES, decode_config, read_document
-from fast_mcp_gateway.config.interpolation import (
-    INTERPOLATED_FIELDS,
-    from_claude_text,
-    interpolate,
-)
+from fast_mcp_gateway.config.interpolation import INTERPOLATED_FIELDS, interpolate
 from fast_mcp_gateway.config.names import overlong_name, shown_name
 from fast_mcp_gateway.config.schema import (
     INTERNAL_FIELDS,
@@ -67,6 +61,7 @@ from fast_mcp_gateway.config.schema import (
     ServerConfig,
 )
 from fast_mcp_gateway.config.timeouts import Timeouts, timeouts_problem
+from fast_mcp_gateway.config.upstream_tls import placed
 from fast_mcp_gateway.errors import ConfigError, ConfigIssue
 
 # Beyond this, more lines hide the first problems instead of helping.
@@ -124,7 +119,8 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None, *,
                                  f"{MAX_CONFIG_BYTES // (1024 * 1024)} MiB; is it the right "
                                  "file? A config is YAML or JSON text of a few KB")
     return _note_read(parse_config_text(decode_config(data, source), source=source,
-                                        environ=environ, partial=partial),
+                                        environ=environ, partial=partial,
+                                        folder=path.absolute().parent),
                       path, (st.st_mtime_ns, st.st_size))
 
 
@@ -136,24 +132,29 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None, *,
 def parse_config_text(
     text: str, *, source: str = "<config>", environ: Mapping[str, str] | None = None,
     env_allow: Sequence[str] | None = None, partial: bool = False,
+    folder: Path | None = None,
 ) -> GatewayConfig:
     """Parse and validate YAML or JSON config text (an empty text is an empty config)."""
     data = read_document(text, source)
     return parse_config({} if data is None else data, source=source, environ=environ,
-                        env_allow=env_allow, partial=partial)
+                        env_allow=env_allow, partial=partial, folder=folder)
 
 
 def parse_config(
     data: Any, *, source: str = "<config>", environ: Mapping[str, str] | None = None,
     env_allow: Sequence[str] | None = None, partial: bool = False,
+    folder: Path | None = None,
 ) -> GatewayConfig:
     """Validate an already-parsed mapping into a ``GatewayConfig``.
 
     ``env_allow=None`` is the operator's file: every variable may be interpolated.  A
     sequence restricts ``${VAR}`` to matching variables (``GATEWAY_PYTHON`` is always allowed).
     ``partial``: errors confined to one server's entry leave it out (``config.invalid``).
+    ``folder``: the config file's, which its relative ``tls:`` paths are read from
+    (without it, from the working directory).
     """
-    return _Validation(source, environ, env_allow, partial=partial).run(data).config
+    return _Validation(source, environ, env_allow, partial=partial,
+                       folder=folder).run(data).config
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,8 @@ def parse_import(
         raise ConfigError.single(source, None, "gateway", "gateway options cannot be changed "
                                  "at runtime; remove the 'gateway:' section (edit servers.yaml "
                                  "for those)")
-    result = _Validation(source, environ, tuple(env_allow), check_names=False).run(data)
+    result = _Validation(source, environ, tuple(env_allow), check_names=False,
+                         runtime=True).run(data)
     if not result.config.servers:
         raise ConfigError.single(source, None, None, "has no servers to import; list them "
                                  "under 'servers:' or 'mcpServers:'")
@@ -196,8 +198,8 @@ def parse_registration(
         raise ConfigError.single(source, name, None,
                                  "must be a mapping of settings (command/args or url)")
     data = {"servers": {name: raw}}
-    return _Validation(source, environ, tuple(env_allow),
-                       check_names=False).run(data).config.servers[name]
+    return _Validation(source, environ, tuple(env_allow), check_names=False,
+                       runtime=True).run(data).config.servers[name]
 
 
 @dataclass
@@ -207,11 +209,6 @@ class _Result:
 
 
 _TOP_KEYS = ["gateway", "servers", "alerts"]
-_CLAUDE_KEYS = {"command", "args", "env", "cwd", "url", "type", "transport", "headers"}
-# Keys other hosts write into mcpServers entries; they mean nothing to the gateway.
-_CLAUDE_IGNORED = {"autoApprove", "alwaysAllow", "timeout", "description", "envFile", "disabled"}
-_CLAUDE_TYPES = {"stdio": "stdio", "sse": "sse", "http": "http", "streamable-http": "http",
-                 "streamableHttp": "http", "streamable_http": "http"}
 _INTERNAL_HINTS = {
     "name": "unknown field: a server's name is its key under 'servers:' (rename the key)",
     "secrets": "unknown field: write secrets as ${VAR} in env, headers, args or url; the "
@@ -224,9 +221,13 @@ class _Validation:
 
     def __init__(self, source: str, environ: Mapping[str, str] | None,
                  env_allow: Sequence[str] | None, *, check_names: bool = True,
-                 partial: bool = False) -> None:
+                 partial: bool = False, folder: Path | None = None,
+                 runtime: bool = False) -> None:
         self.source = source
         self.partial = partial
+        # Where relative ``tls:`` paths are read from: the config file's folder; a
+        # runtime registration (``runtime``) has none, and gives absolute paths.
+        self.folder, self.runtime = folder, runtime
         # Off for runtime registrations: a new name is checked by the admin operation
         # (``admin/registering.check_new_name``), and one stored before a limit keeps working.
         self.check_names = check_names
@@ -360,42 +361,11 @@ class _Validation:
                                   f"{_kind(raw)}")
             return None
         if claude:
-            return self.from_claude(name, raw)
+            return from_claude(name, raw, self.source, self.fail)
         bad = [key for key in raw if key in INTERNAL_FIELDS]
         for key in bad:
             self.fail(name, key, _INTERNAL_HINTS[key])
         return None if bad else dict(raw)
-
-    def from_claude(self, name: str, raw: dict[str, Any]) -> dict[str, Any] | None:
-        unknown = [key for key in raw if key not in _CLAUDE_KEYS | _CLAUDE_IGNORED]
-        for key in unknown:
-            self.fail(name, key, claude_key_problem(key, sorted(_CLAUDE_KEYS)))
-        entry = {k: from_claude_text(v, k) for k, v in raw.items()
-                 if k in _CLAUDE_KEYS - {"type", "transport"}}
-        kind = raw.get("type", raw.get("transport"))
-        if kind is not None:
-            mapped = _CLAUDE_TYPES.get(kind) if isinstance(kind, str) else None
-            if mapped is None:
-                self.fail(name, "type", f"unknown transport type {short(kind)}; use stdio, "
-                                        "http (or streamable-http) or sse")
-                return None
-            entry["transport"] = mapped
-        disabled = raw.get("disabled", False)
-        # A string is refused rather than guessed: "false" would read as true in JavaScript.
-        if not isinstance(disabled, bool):
-            self.fail(name, "disabled", f"must be true or false without quotes, not "
-                                        f"{short(disabled)}")
-            return None
-        if disabled:
-            entry["enabled"] = False
-        if isinstance(raw.get("description"), str):
-            entry["description"] = raw["description"]
-        if "envFile" in raw:  # ignored like the other hosts' keys, but the server needs it
-            logging.getLogger(__name__).warning(
-                "%s: server %r: 'envFile' is not read (a VS Code / Cursor key): the server "
-                "starts without the variables of that file; put them in 'env' (as ${VAR} to "
-                "take each from the gateway's environment)", self.source, name)
-        return None if unknown else entry
 
     def server(self, name: str, entry: dict[str, Any], claude: bool = False
                ) -> ServerConfig | None:
@@ -407,6 +377,9 @@ class _Validation:
             values["instances"] = [
                 self.interpolated(item, secrets, name, f"instances[{i}].")
                 if isinstance(item, dict) else item for i, item in enumerate(instances)]
+        if values.get("tls") is not None:
+            values["tls"] = placed(values["tls"], self.folder, self.runtime,
+                                   lambda f, m: self.fail(name, f, m))
         if len(self.issues) > before:
             return None
         try:
@@ -485,7 +458,7 @@ def invalid_entry(name: str, raw: Any, claude: bool, error: str,
     if claude or not isinstance(namespace, str) or not NAME_CHARS.match(namespace):
         namespace = re.sub(r"[^A-Za-z0-9_-]", "_", name)
     kind = entry.get("type", entry.get("transport"))
-    transport = (_CLAUDE_TYPES.get(kind, "unknown") if isinstance(kind, str)
+    transport = (CLAUDE_TYPES.get(kind, "unknown") if isinstance(kind, str)
                  else "stdio" if "command" in entry
                  else ("sse" if str(entry["url"]).rstrip("/").endswith("/sse") else "http")
                  if "url" in entry else "unknown")

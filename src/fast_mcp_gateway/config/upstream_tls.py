@@ -11,6 +11,14 @@ gateway's client certificate.
   TLS).  ``client_key`` may be left out when ``client_cert``'s file holds the key too.
   An encrypted key takes ``client_key_password`` (written as ``${VAR}``; masked in every
   listing, registered with the redaction registry, never in an error text).
+* ``server_name``: the name sent as SNI and the server's certificate is checked against,
+  instead of the url's host (a server reached by IP address, or by an internal name its
+  certificate does not carry).  Set on the SSL context (``_named``), so the SDK's client
+  and the side door, which share it, both use it.
+
+Paths: ``~`` is expanded; a relative one is read from the folder of the config file
+that names it (``placed``, as nginx and compose read theirs); a server added at run time
+(the admin tool, REST: no file) gives absolute ones.
 
 There is no ``verify: false``: the gateway sends its hosts' calls and the configured
 credentials (``headers``, ``${caller.token}``) to that server, and without verification
@@ -28,10 +36,13 @@ opened later (a reconnect) reads them anew.
 
 from __future__ import annotations
 
+import datetime
+import functools
 import hashlib
 import os
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
@@ -93,6 +104,10 @@ class UpstreamTls(BaseModel):
         lambda _: MASK, when_used="json")] | None = Field(
         default=None, min_length=1, max_length=4096,
         description="the password of an encrypted client_key; write it as ${VAR}")
+    server_name: str | None = Field(
+        default=None, min_length=1, max_length=253,
+        description="the host name the server's certificate is checked against (and sent "
+                    "as SNI), instead of the url's host")
     _read: str = PrivateAttr(default="")  # the files' digest, as read at validation
 
     @model_validator(mode="before")
@@ -109,9 +124,14 @@ class UpstreamTls(BaseModel):
         if self.client_cert is None and (self.client_key or self.client_key_password):
             raise ValueError("client_key and client_key_password go with client_cert (the "
                              "certificate of that key); give client_cert")
-        if self.ca_file is None and self.client_cert is None:
+        if self.ca_file is None and self.client_cert is None and self.server_name is None:
             raise ValueError("give ca_file (the CA to trust for this server), client_cert "
-                             "(the gateway's client certificate), or both; or remove tls:")
+                             "(the gateway's client certificate), server_name (the name its "
+                             "certificate is for), or some of them; or remove tls:")
+        if self.server_name is not None and not _host_name(self.server_name):
+            raise ValueError(f"server_name {self.server_name!r} is not a host name: give the "
+                             "name the server's certificate is for (e.g. billing.internal, "
+                             "or an IP address), without scheme, port or path")
         password = self.password()
         if password == MASK:  # an edit that sent back what a listing shows
             raise ValueError("client_key_password: '***' is how a listing shows the "
@@ -155,9 +175,16 @@ class UpstreamTls(BaseModel):
                     f"({_reason(exc)}); give a PEM file of CA certificates") from None
         else:
             context = base()
+        if self.server_name is not None:
+            context.sslobject_class = _named(self.server_name)
         if cert is None or key is None:
             return context
         _holds("client_cert", self.client_cert, cert, certificate=True)
+        if (ended := _expired(cert)) is not None:  # (said by the server as a hang-up)
+            raise TlsFileProblem(
+                f"client_cert {self.client_cert} expired on {ended:%Y-%m-%d %H:%M} UTC, "
+                "and servers refuse an expired certificate: put a renewed one (and its "
+                "key) at that path")
         _holds("client_key" if self.client_key else "client_cert",
                self.client_key or self.client_cert, key, certificate=False)
         encrypted = b"ENCRYPTED PRIVATE KEY" in _blocks(key) or b"4,ENCRYPTED" in key
@@ -166,6 +193,11 @@ class UpstreamTls(BaseModel):
             raise TlsFileProblem(
                 f"client_key {self.client_key or self.client_cert}: the key is encrypted; "
                 "give its password as client_key_password: ${VAR}")
+        if password and not encrypted:  # (OpenSSL would not look at it: another key?)
+            raise TlsFileProblem(
+                f"client_key_password is given, but client_key "
+                f"{self.client_key or self.client_cert} is not encrypted: remove "
+                "client_key_password, or give the encrypted key it is the password of")
         self._load_chain(context, encrypted, password)
         return context
 
@@ -204,6 +236,66 @@ class UpstreamTls(BaseModel):
         except OSError as exc:  # (changed on disk since it was read)
             raise TlsFileProblem(f"client_cert {self.client_cert}: cannot be read "
                                  f"({exc.strerror or exc})") from None
+
+
+_HOST = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?")
+
+
+def _host_name(name: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return bool(_HOST.fullmatch(name)) and ".." not in name
+    return True
+
+
+@functools.cache
+def _named(name: str) -> type[ssl.SSLObject]:
+    """An ``SSLObject`` class whose client connections send ``name`` as SNI and check
+    the certificate against it, whatever host the caller names: asyncio (the side door)
+    and anyio (httpx) both make theirs by ``SSLContext.wrap_bio``, which makes an
+    ``sslobject_class``."""
+    import ssl
+
+    class Named(ssl.SSLObject):
+        @classmethod
+        def _create(cls, incoming: Any, outgoing: Any, server_side: bool = False,
+                    server_hostname: str | None = None, session: Any = None,
+                    context: Any = None) -> Any:
+            return super()._create(  # type: ignore[misc]
+                incoming, outgoing, server_side=server_side,
+                server_hostname=server_hostname if server_side else name,
+                session=session, context=context)
+
+    return Named
+
+
+def placed(raw: Any, folder: Path | None, runtime: bool,
+           fail: Callable[[str, str], object]) -> Any:
+    """A server's ``tls:`` as written (``${VAR}`` expanded) with its files' paths as the
+    gateway reads them: ``~`` expanded, a relative one joined to ``folder`` (the config
+    file's; None: kept, read from the working directory: a mapping given in code).  A
+    server added at run time (``runtime``: no file) must give absolute ones: a relative
+    one is told to ``fail(field, message)``."""
+    if not isinstance(raw, dict):
+        return raw  # (said by the model's own check)
+    out = dict(raw)
+    for key in ("ca_file", "client_cert", "client_key"):
+        written = raw.get(key)
+        if not isinstance(written, str) or not written:
+            continue
+        path = os.path.expanduser(written)
+        if os.path.isabs(path):
+            out[key] = path
+        elif runtime:
+            fail(f"tls.{key}", f"{written} is a relative path, and a server added at run "
+                 "time has no config file to read it from: give the file's absolute path "
+                 f"(e.g. /etc/gateway/tls/{os.path.basename(path) or 'ca.pem'})")
+        elif folder is not None:
+            out[key] = os.path.join(folder, path)
+    return out
 
 
 def _bare() -> ssl.SSLContext:
@@ -245,6 +337,46 @@ def _pem(setting: str, written: str, seen: Callable[[bytes], object] | None) -> 
     if seen is not None:
         seen(data)
     return data
+
+
+_FIRST_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.S)
+
+
+def _expired(data: bytes) -> datetime.datetime | None:
+    """When the first certificate of ``data`` (the leaf) expired, if it has; None when
+    it has not, or cannot be read here (OpenSSL reads it then: no refusal on a guess).
+    Its DER walked to ``tbsCertificate.validity.notAfter`` (RFC 5280)."""
+    import base64
+    import binascii
+
+    found = _FIRST_CERT.search(data)
+    try:
+        der = base64.b64decode(b"".join(found.group(1).split()), validate=True) \
+            if found else b""
+        _, start, _ = _tlv(der, 0)  # Certificate
+        _, at, _ = _tlv(der, start)  # tbsCertificate
+        for _skipped in range(4 if der[at] == 0xA0 else 3):  # version, serial, alg, issuer
+            at = _tlv(der, at)[2]
+        _, validity, _ = _tlv(der, at)
+        tag, begin, end = _tlv(der, _tlv(der, validity)[2])  # notAfter, after notBefore
+        text = der[begin:end].decode("ascii")
+        ended = datetime.datetime.strptime(
+            text, "%y%m%d%H%M%SZ" if tag == 0x17 else "%Y%m%d%H%M%SZ").replace(
+            tzinfo=datetime.UTC)
+    except (IndexError, ValueError, binascii.Error, UnicodeDecodeError):
+        return None
+    return ended if ended < datetime.datetime.now(datetime.UTC) else None
+
+
+def _tlv(der: bytes, at: int) -> tuple[int, int, int]:
+    """The DER element at ``at``: its tag, where its content starts and ends."""
+    tag, size, at = der[at], der[at + 1], at + 2
+    if size & 0x80:
+        count = size & 0x7F
+        size, at = int.from_bytes(der[at:at + count], "big"), at + count
+    if at + size > len(der):
+        raise ValueError("truncated")
+    return tag, at, at + size
 
 
 def _blocks(data: bytes) -> set[bytes]:
@@ -307,5 +439,5 @@ def _https_only(tls: UpstreamTls | None, info: ValidationInfo) -> UpstreamTls | 
 
 TlsSetting = Annotated[UpstreamTls | None, AfterValidator(_https_only), Field(
     description="a url: server's TLS: ca_file, client_cert, client_key, "
-                "client_key_password (config/upstream_tls.py)")]
+                "client_key_password, server_name (config/upstream_tls.py)")]
 """``ServerConfig.tls``: checked against the server's url (the fields before it)."""

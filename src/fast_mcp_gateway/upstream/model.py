@@ -209,21 +209,25 @@ def _describe(exc: BaseException, url: str | None = None) -> str:
         return _proxy_refused(exc)
     if isinstance(exc, httpx2.ConnectError):
         return _connect_error(exc)
+    where = _request_url(exc) if isinstance(exc, httpx2.RequestError) else url or "the server"
     for error in _chain(exc):  # a TLS alert read after the handshake, not on connect
-        if isinstance(error, ssl.SSLError) and (said := _tls_text(
-                _request_url(exc) if isinstance(exc, httpx2.RequestError)
-                else url or "the server", error)):
+        if isinstance(error, ssl.SSLError) and _refused_client(error):
+            # (TLS 1.3: the alert, or the reset that overtook it, or asyncio's servers'
+            # hang-up without one: whichever came first, one text)
+            return _hung_up(where)
+        if isinstance(error, ssl.SSLError) and (said := _tls_text(where, error)):
             return said
+    if getattr(exc, "idle_closed", False):  # (http_resend.ResendingTransport's mark:
+        # an EOF or a reset, on a reused connection, before any byte of the answer)
+        return (f"{where} closed the connection without an answer: {IDLE_CLOSED} (it "
+                "keeps idle connections less long than the gateway reuses them); not sent "
+                "again, for the server may have run it")
     if isinstance(exc, httpx2.ReadError | httpx2.WriteError) and (
             not str(exc) or _hung_up_at_once(exc)):
-        return _closed_without_answer(exc)
+        return _hung_up(where)
     if isinstance(exc, httpx2.RemoteProtocolError) and str(exc).startswith(
             "Server disconnected without"):  # (httpcore's words: EOF before any byte)
-        if getattr(exc, "idle_closed", False):  # (http_resend.ResendingTransport's mark)
-            return (f"{_request_url(exc)} closed the connection without an answer: "
-                    f"{IDLE_CLOSED} (it keeps idle connections less long than the gateway "
-                    "reuses them); not sent again, for the server may have run it")
-        return _closed_without_answer(exc)
+        return _hung_up(where)
     if isinstance(exc, httpx2.RemoteProtocolError) and str(exc).startswith(("illegal ",
                                                                             "Receive buffer")):
         what = ("sent a response head larger than 100 KiB (the most httpx reads): the "
@@ -320,20 +324,33 @@ def _request_url(exc: httpx2.RequestError) -> str:
 
 def _hung_up_at_once(exc: httpx2.RequestError) -> bool:
     """The HTTP side door's ``ReadError`` for a connection it had just opened that the
-    server closed before any byte of an answer (EOF or a reset): what httpx says with
-    a bare ``ReadError``, and said alike (a TLS server refusing the gateway's client
-    certificate after a TLS 1.3 handshake hangs up so).  Not an idle close crossing a
-    request on a reused connection (``session_intact``: its own words)."""
+    server closed before any byte of an answer (EOF or a reset), or httpx's reset (its
+    error from httpcore's, from the ``OSError``): what httpx says with a bare
+    ``ReadError``, and said alike (a TLS server refusing the gateway's client
+    certificate after a TLS 1.3 handshake hangs up so, its alert read or not).  Not an
+    idle close crossing a request on a reused connection (``session_intact``: its own
+    words)."""
+    if getattr(exc, "session_intact", False):
+        return False
     cause = exc.__cause__
-    return not getattr(exc, "session_intact", False) and (
-        isinstance(cause, ConnectionResetError) or (
-            isinstance(cause, asyncio.IncompleteReadError) and not cause.partial))
+    if isinstance(cause, asyncio.IncompleteReadError) and not cause.partial:
+        return True
+    return any(isinstance(c, ConnectionResetError | BrokenPipeError) for c in _chain(exc))
 
 
-def _closed_without_answer(exc: httpx2.RequestError) -> str:
+def _refused_client(error: ssl.SSLError) -> bool:
+    """Whether ``error`` is a server's alert of a client certificate it wants and was
+    not given, or does not accept (read after a TLS 1.3 handshake)."""
+    said = str(error).lower()
+    return "certificate required" in said or any(a in said for a in _CLIENT_CERT_REFUSED)
+
+
+def _hung_up(url: str) -> str:
     """httpx says only ``ReadError``: the server hung up.  A TLS server hangs up on a
-    plain-HTTP request (an ``http://`` URL for an ``https`` server) without a word."""
-    url = _request_url(exc)
+    plain-HTTP request (an ``http://`` URL for an ``https`` server) without a word, and
+    after a TLS 1.3 handshake on a client that presents no certificate, or one it does
+    not accept: its alert, when one is sent, may come after the reset or not at all
+    (asyncio's servers), so it is said so too, whichever the gateway reads."""
     tls = (" (a TLS server does so to a plain-HTTP request: if it serves https, write "
            "https:// in 'url')" if url.startswith("http://") else
            " (a TLS server does so too when it wants a client certificate it was not "
@@ -357,7 +374,8 @@ def _tls_text(url: str, error: ssl.SSLError) -> str | None:
                 "CA signed it, give the gateway that CA's certificate (the server's tls: "
                 "{ca_file: /path/to/ca.pem} in servers.yaml; for every server, SSL_CERT_FILE="
                 "/path/to/ca.pem, or SSL_CERT_DIR, in the gateway's environment); if the name "
-                "does not match, write in 'url' a host name the certificate is for")
+                "does not match, write in 'url' a host name the certificate is for, or give "
+                "that name as the server's tls: {server_name: ...}")
     if error.reason == "WRONG_VERSION_NUMBER":  # a plain-HTTP answer to the TLS hello
         return (f"cannot connect to {url}: the server does not speak TLS there (plain "
                 "HTTP?): write http:// in 'url', or the port of its https endpoint")

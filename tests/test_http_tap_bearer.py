@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -31,9 +32,11 @@ from fast_mcp_gateway.upstream.http_pool import tap_applies
 from fast_mcp_gateway.upstream.http_tap import HttpTap
 from fast_mcp_gateway.upstream.model import UpstreamState
 from tests.fixtures import serve_http, until
-from tests.oauth_servers import Issuer, protected_server
+from tests.oauth_servers import Issuer, person_signs_in, protected_server, signing_upstream
 from tests.test_client_credentials import cc, gateway
 from tests.test_http_lane import body_of, headers_of
+from tests.test_oauth_sign_in import free_port, sign_in
+from tests.test_oauth_sign_in import gateway as oauth_gateway
 
 pytestmark = pytest.mark.anyio
 
@@ -244,3 +247,45 @@ async def test_a_403_insufficient_scope_names_the_scope_on_both_paths(
         assert result(await fast.served("tickets_add", {"a": 1, "b": 2})) == 3
         assert len(issuer.requests) == 1
     no_token_logged(issuer, caplog)
+
+
+async def test_a_persons_sign_in_on_the_tap_refreshed_then_signed_out(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``auth: {type: oauth}``: a 401 on the tap is refreshed (the call answered); a
+    refused refresh signs the server out, as on the SDK's path."""
+    caplog.set_level(logging.DEBUG)
+    posts: list[str] = []
+    post = HttpTap._post
+
+    async def counted(self: HttpTap, method: str, *args: Any) -> Any:
+        posts.append(method)
+        return await post(self, method, *args)
+
+    monkeypatch.setattr(HttpTap, "_post", counted)
+    async with signing_upstream() as (provider, url):
+        gw = oauth_gateway(url, tmp_path / "gateway.db", free_port())
+        up = gw.manager.services["tickets"].replicas[0]
+        async with Client(gw.server) as client, serve_http(gw.http_app("http")) as base, \
+                httpx2.AsyncClient(base_url=base, timeout=60) as http:
+            await until(lambda: up.state is UpstreamState.SIGNED_OUT)
+            await person_signs_in(await sign_in(client))
+            await until(lambda: up.state is UpstreamState.READY and up._sup.tap is not None)
+            fast = Lane(gw, http, Issuer(), posts)
+            assert result(await fast.served("tickets_add", {"a": 1, "b": 2})) == 3
+            first = set(provider.access_tokens)
+            provider.access_tokens.clear()  # 'expired' at the server: a 401, refreshed
+            assert result(await fast.served("tickets_add", {"a": 2, "b": 2})) == 4
+            assert set(provider.access_tokens) - first
+            held = [*provider.access_tokens, *provider.refresh_tokens]
+            provider.access_tokens.clear()
+            provider.refresh_tokens.clear()  # revoked: the refresh is refused
+            said = await fast.refused("tickets_add", {"a": 1, "b": 1})
+            assert "the server refused the gateway's token (HTTP 401; the call was not " \
+                   "run) and is restarting (needs sign-in (its refresh was refused by " \
+                   "http://127.0.0.1:" in said, said
+            await until(lambda: up.state is UpstreamState.SIGNED_OUT)
+            error = str(up.last_error)
+            assert "(invalid_grant)" in error and "mcp-gateway login tickets" in error
+    for token in held:
+        assert token not in caplog.text

@@ -36,7 +36,7 @@ import httpx2
 
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.config.upstream_auth import UpstreamAuth
-from fast_mcp_gateway.errors import SignInFailed
+from fast_mcp_gateway.errors import SignInFailed, SignInRequired
 from fast_mcp_gateway.upstream.asking import lacking
 from fast_mcp_gateway.upstream.oauth_grant import BOOK
 
@@ -47,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 RETRY_AFTER = 10.0
 """Seconds a failed renewal is not tried again on the request path (a connect tries)."""
+NO_TOKEN = (SignInFailed, SignInRequired)  # a renewal's failures (a refused refresh: the
+# latter; caught as the former, it ends the session, and the reconnect says signed_out)
 
 
 class Grant(Protocol):
@@ -69,7 +71,7 @@ class TokenSlot:
         self.renewals = 0  # tokens asked for (a test and the status read it)
         self._grant, self._clock = grant, clock
         self._lock = anyio.Lock()
-        self._failed: tuple[int, float, SignInFailed] | None = None  # version, when, why
+        self._failed: tuple[int, float, SignInFailed | SignInRequired] | None = None
         self._refused = -1  # the version of a token the server refused (HTTP 401)
 
     def refused(self, version: int) -> None:
@@ -105,7 +107,7 @@ class TokenSlot:
             self.renewals += 1
             try:
                 token = await self._grant.fetch(self.token)
-            except SignInFailed as exc:
+            except NO_TOKEN as exc:  # (version, when, why)
                 self._failed = (self.version, self._clock(), exc)
                 raise
             self.token, self._failed = token, None
@@ -135,7 +137,7 @@ class BearerAuth(httpx2.Auth):
         if slot.due():
             try:
                 token, version = await slot.renew(version), slot.version
-            except SignInFailed as exc:
+            except NO_TOKEN as exc:
                 logger.debug("upstream %s: renewal before expiry failed: %s", slot.server, exc)
         if token is not None:
             request.headers["Authorization"] = f"Bearer {token.access}"
@@ -160,8 +162,8 @@ class BearerAuth(httpx2.Auth):
         self.slot.refused(version)
         try:
             return await self.slot.renew(version)
-        except SignInFailed as exc:
-            self._refused(str(exc))
+        except NO_TOKEN as exc:
+            self._refused(exc.detail)  # (not "upstream 'x': " again)
             return None
 
     def refused_again(self, url: str) -> None:

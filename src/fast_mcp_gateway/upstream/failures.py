@@ -297,7 +297,7 @@ def bearer_refusal(exc: MCPError, sup: Any, asked: Any = None) -> str | None:
     ``insufficient_scope`` (``asked.scope``, ``asking.lacking``): the scopes to grant."""
     auth = sup.config.auth
     if auth is not None and asked is not None and asked.scope is not None:
-        name, scopes = sup.config.name, asked.scope
+        name, scopes = sup.config.name, mask_text(asked.scope)  # (the server's words)
         again = (f"then sign in again (call the gateway_sign_in tool with server '{name}',"
                  f" or run 'mcp-gateway login {name}')" if auth.type == "oauth" else
                  "then reload the config (the gateway then asks for a token with them)")

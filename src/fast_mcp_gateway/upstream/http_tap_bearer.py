@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import mcp_types as types
 from mcp.shared.exceptions import MCPError
 
-from fast_mcp_gateway.errors import SignInFailed
+from fast_mcp_gateway.errors import SignInFailed, SignInRequired
 from fast_mcp_gateway.upstream.http_answer import Unauthorized
 from fast_mcp_gateway.upstream.http_pool import Pool, header_lines
 
@@ -86,7 +86,7 @@ class TapBearer:
         if slot.due():
             try:
                 await slot.renew(slot.version)
-            except SignInFailed as exc:  # (the old token may still be good: sent)
+            except (SignInFailed, SignInRequired) as exc:  # (the old token may still be good)
                 logger.debug("upstream %s: renewal before expiry failed: %s", slot.server,
                              exc)
         self._wear(tap)

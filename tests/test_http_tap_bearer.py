@@ -113,10 +113,10 @@ class Lane:
 
 
 @contextlib.asynccontextmanager
-async def lane(issuer: Issuer, monkeypatch: pytest.MonkeyPatch, **auth: Any
-               ) -> AsyncIterator[Lane]:
+async def lane(issuer: Issuer, monkeypatch: pytest.MonkeyPatch, protocol: str = "auto",
+               **auth: Any) -> AsyncIterator[Lane]:
     """The issuer, a protected upstream (``scope_guard``ed) and a gateway in front of it
-    (client credentials, ``protocol: auto``) served over HTTP, the tap in place."""
+    (client credentials, ``protocol``) served over HTTP, the tap in place."""
     posts: list[str] = []
     post = HttpTap._post
 
@@ -129,7 +129,8 @@ async def lane(issuer: Issuer, monkeypatch: pytest.MonkeyPatch, **auth: Any
     async with serve_http(issuer.app(), startup=False) as as_base, \
             serve_http(upstream, startup=False) as up_base:
         issuer.base = as_base
-        gw = gateway({"tickets": cc(f"{up_base}/mcp", issuer=as_base, **auth)})
+        gw = gateway({"tickets": {**cc(f"{up_base}/mcp", issuer=as_base, **auth),
+                                  "protocol": protocol}})
         async with serve_http(gw.http_app("http")) as base, \
                 httpx2.AsyncClient(base_url=base, timeout=60) as http:
             up = gw.manager.services["tickets"].replicas[0]
@@ -200,6 +201,19 @@ async def test_a_401_on_the_tap_is_renewed_once_and_the_call_sent_again(
         assert len(issuer.requests) == 2
         assert fast.gateway.manager.services["tickets"].replicas[0].state \
             is UpstreamState.READY
+    no_token_logged(issuer, caplog)
+
+
+async def test_a_handshake_era_session_on_the_tap_carries_the_bearer_too(
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    caplog.set_level(logging.DEBUG)
+    issuer = Issuer()
+    async with lane(issuer, monkeypatch, protocol="legacy") as fast:
+        assert fast.tap.end is not None and fast.tap.end.session_id  # (with its id)
+        assert result(await fast.served("tickets_add", {"a": 1, "b": 1})) == 2
+        issuer.valid.clear()
+        assert result(await fast.served("tickets_add", {"a": 2, "b": 3})) == 5
+        assert len(issuer.requests) == 2 and fast.posts.count("tools/call") == 3
     no_token_logged(issuer, caplog)
 
 

@@ -125,16 +125,19 @@ async def until_serving(url: str, protocol: str, auth: str | None, tool: str,
 
 
 async def http_upstream(ws: Workspace, stack: contextlib.ExitStack,
-                        tls: tuple[Path, Path] | None = None) -> tuple[int, str, Any]:
+                        tls: tuple[Path, Path] | None = None,
+                        bearer: str | None = None) -> tuple[int, str, Any]:
     """``upstream.py --http`` on a free port (a child of ``stack``), once it serves: its
     port, its MCP URL and its process (the standalone tools' one upstream); over TLS
-    with ``tls`` (its certificate and key: ``SSL_CERT_FILE`` must trust it)."""
+    with ``tls`` (its certificate and key: ``SSL_CERT_FILE`` must trust it); accepting
+    only ``bearer`` when given."""
     port = free_port()
     url = f"{'https' if tls else 'http'}://127.0.0.1:{port}/mcp"
     proc = stack.enter_context(process([str(UPSTREAM), "--http", str(port),
                                         *(map(str, tls) if tls else ())],
-                                       ws.logs / "upstream.log"))
-    await until_serving(url, ws.protocol, None, "echo", 120)
+                                       ws.logs / "upstream.log",
+                                       {"BENCH_UPSTREAM_BEARER": bearer} if bearer else None))
+    await until_serving(url, ws.protocol, bearer, "echo", 120)
     return port, url, proc
 
 

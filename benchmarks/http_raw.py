@@ -1,7 +1,7 @@
 """The HTTP express lane with a raw client: gateway and upstream CPU per call, A/B.
 
     python benchmarks/http_raw.py [--calls 3000] [--rounds 4] [--base PYTHON]
-                                  [--gap-us 300] [--relay] [--tls]
+                                  [--gap-us 300] [--relay] [--tls] [--auth]
                                   [--upstream auto|legacy|2026-07-28] [--host auto|legacy]
 
 A client that parses nothing (one keep-alive connection, the same canned 2026-07-28
@@ -38,6 +38,12 @@ gateways' clients still reach them over plain HTTP, ``direct`` over TLS.  Give
 ``notifications/initialized``), then each call's POST under its ``Mcp-Session-Id`` on a
 new connection, as the SDK's client sends it (it leaves each SSE answer's connection
 unread to the end, so none is pooled), the SSE answer read to its end.
+
+``--auth``: the upstream accepts only a bearer token (``upstream.py``'s
+``BENCH_UPSTREAM_BEARER``), ``direct`` sends it, and the gateways get it from a token
+endpoint served by this process (``auth: {type: client_credentials}``: one token for
+the run, on the SDK's client path before the side door carried it, on ``HttpTap``
+since).
 
 ``--gap-us N`` adds ``direct-gap``: direct calls with the client sleeping N us
 between a call's answer and the next call, roughly the time a middle process adds.
@@ -131,27 +137,62 @@ async def session_calls(port: int, tool: str, n: int, session: str) -> list[floa
     return latencies
 
 
-def request(port: int, tool: str) -> bytes:
+_BEARER = "bench-upstream-token-0123456789abcdef"  # --auth: the upstream's one token
+
+
+async def token_endpoint() -> tuple[asyncio.Server, str]:
+    """``--auth``'s authorization server: any POST gets ``_BEARER`` for an hour (a
+    client-credentials answer); its token URL."""
+    answer = json.dumps({"access_token": _BEARER, "token_type": "bearer",
+                         "expires_in": 3600}).encode()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        size = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                     if line.lower().startswith(b"content-length:")), 0)
+        await reader.readexactly(size)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                     b"connection: close\r\ncontent-length: %d\r\n\r\n%b"
+                     % (len(answer), answer))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/token"
+
+
+def with_auth(config: Path, token_url: str) -> Path:
+    """``config``'s one server with a client-credentials ``auth`` at ``token_url``."""
+    config.write_text(config.read_text() + "\n".join([
+        "    auth:", "      type: client_credentials", "      client_id: bench",
+        "      client_secret: bench-secret", f"      token_url: {token_url}"]) + "\n")
+    return config
+
+
+def request(port: int, tool: str, bearer: str | None = None) -> bytes:
     """One 2026-07-28 ``tools/call`` POST, as the MCP SDK's client sends it: no log
-    level (FastMCP's ``Client``, ``run.py``'s host, asks for ``debug`` on every call)."""
+    level (FastMCP's ``Client``, ``run.py``'s host, asks for ``debug`` on every call);
+    with ``bearer``, its ``Authorization``."""
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
         "name": tool, "arguments": {"text": "hello"}, "_meta": _META}},
         separators=(",", ":")).encode()
     head = (f"POST /mcp HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
             "accept: application/json, text/event-stream\r\ncontent-type: application/json\r\n"
             f"mcp-protocol-version: 2026-07-28\r\nmcp-method: tools/call\r\nmcp-name: {tool}\r\n"
-            f"user-agent: http_raw\r\ncontent-length: {len(body)}\r\n\r\n")
+            + (f"authorization: Bearer {bearer}\r\n" if bearer else "")
+            + f"user-agent: http_raw\r\ncontent-length: {len(body)}\r\n\r\n")
     return head.encode() + body
 
 
 async def calls(port: int, tool: str, n: int, gap: float = 0.0,
-                session: str | None = None, tls: ssl.SSLContext | None = None) -> list[float]:
+                session: str | None = None, tls: ssl.SSLContext | None = None,
+                bearer: str | None = None) -> list[float]:
     """``n`` sequential calls on one connection (on ``session``: each on its own; over
-    TLS with ``tls``); their latencies (s)."""
+    TLS with ``tls``; with ``bearer``); their latencies (s)."""
     if session is not None:
         return await session_calls(port, tool, n, session)
     reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls)
-    data, latencies = request(port, tool), []
+    data, latencies = request(port, tool, bearer), []
     try:
         for _ in range(n):
             started = time.perf_counter()
@@ -217,7 +258,9 @@ async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="http-raw-") as root, contextlib.ExitStack() as ps:
         ws = Workspace(Path(root), args.upstream, 10.0)
         tls = private_ca(ws.root) if args.tls else None
-        up_port, up_url, upstream = await http_upstream(ws, ps, tls and tls[1:])
+        bearer = _BEARER if args.auth else None
+        up_port, up_url, upstream = await http_upstream(ws, ps, tls and tls[1:], bearer)
+        issuer, token_url = await token_endpoint() if args.auth else (None, "")
         direct_tls = ssl.create_default_context(cafile=tls[0]) if tls else None
         # label -> (port, tool, gateway pid or None, gap in seconds)
         targets: dict[str, tuple[int, str, int | None, float]] = {
@@ -231,9 +274,12 @@ async def main(args: argparse.Namespace) -> None:
             targets["relay"] = (port, "echo", relay.pid, 0.0)
         for label, python in pythons.items():
             port = free_port()
+            config = gateway_config(ws, label, up_url, None)
+            if args.auth:
+                config = with_auth(config, token_url)
             argv = ["-m", "fast_mcp_gateway", "serve", "--transport", "http", "--host",
                     "127.0.0.1", "--port", str(port), "--config",
-                    str(gateway_config(ws, label, up_url, None)), "--log-level", "WARNING",
+                    str(config), "--log-level", "WARNING",
                     "--db", str(ws.root / f"store-{label}.db")]
             proc = ps.enter_context(process(argv, ws.logs / f"gw-{label}.log", None, python))
             await until_serving(f"http://127.0.0.1:{port}/mcp", "auto", None, "up_echo", 120)
@@ -242,7 +288,8 @@ async def main(args: argparse.Namespace) -> None:
                     for label, (port, _, _, _) in targets.items()}
         for label, (port, tool, pid, _) in targets.items():  # warm-up
             await calls(port, tool, 300, session=sessions[label],
-                        tls=direct_tls if pid is None else None)
+                        tls=direct_tls if pid is None else None,
+                        bearer=bearer if pid is None else None)
         cpu: dict[str, list[float]] = {label: [] for label in targets}
         up_cpu: dict[str, list[float]] = {label: [] for label in targets}
         split: dict[str, list[tuple[float, float]]] = {label: [] for label in targets}
@@ -256,7 +303,8 @@ async def main(args: argparse.Namespace) -> None:
                 before, up_before, ticks = cpu_s(pid), cpu_s(upstream.pid), user_system(pid)
                 opens = tcp_opens()
                 latencies = await calls(port, tool, args.calls, gap, sessions[label],
-                                        direct_tls if pid is None else None)
+                                        direct_tls if pid is None else None,
+                                        bearer if pid is None else None)
                 conns[label].append(((tcp_opens() or 0) - (opens or 0)) / args.calls)
                 used, up_used = delta(cpu_s(pid), before), delta(cpu_s(upstream.pid), up_before)
                 after = user_system(pid)
@@ -283,6 +331,8 @@ async def main(args: argparse.Namespace) -> None:
                   f"p50 {statistics.median(p50[label]):6.0f} us, "
                   f"{statistics.median(conns[label]):.2f} connections per call")
         print(f"load at end: {load()}")
+        if issuer is not None:
+            issuer.close()
 
 
 if __name__ == "__main__":
@@ -292,6 +342,9 @@ if __name__ == "__main__":
     parser.add_argument("--base", help="another install's python (e.g. main's .venv)")
     parser.add_argument("--relay", action="store_true",
                         help="also measure the byte relay (relay.py --tcp)")
+    parser.add_argument("--auth", action="store_true",
+                        help="the upstream takes a bearer; the gateways get it by "
+                             "auth: client_credentials")
     parser.add_argument("--tls", action="store_true",
                         help="the upstream serves https (a private CA, SSL_CERT_FILE)")
     parser.add_argument("--upstream", default="auto", choices=("auto", "legacy", "2026-07-28"),

@@ -21,8 +21,18 @@ from fastmcp import FastMCP
 
 
 def build() -> FastMCP:
-    """The benchmark upstream server."""
-    mcp: FastMCP = FastMCP("bench-upstream")
+    """The benchmark upstream server; with ``BENCH_UPSTREAM_BEARER`` in the environment
+    (``http_raw.py --auth``) it accepts only requests bearing that token."""
+    import os
+
+    bearer = os.environ.get("BENCH_UPSTREAM_BEARER")
+    if bearer:
+        from fastmcp.server.auth.providers.jwt import StaticTokenVerifier
+
+        verifier = StaticTokenVerifier({bearer: {"client_id": "bench", "scopes": []}})
+        mcp: FastMCP = FastMCP("bench-upstream", auth=verifier)
+    else:
+        mcp = FastMCP("bench-upstream")
 
     @mcp.tool
     def echo(text: str = "") -> str:

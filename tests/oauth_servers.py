@@ -38,6 +38,7 @@ class Issuer:
         self.expires_in = expires_in
         self.valid: set[str] = set()
         self.issued: list[str] = []
+        self.presented: list[str] = []  # the tokens the protected upstream was sent
         self.requests: list[dict[str, str]] = []
         self.refuse_with: tuple[int, dict[str, Any]] | None = None  # the next answers
         self.accepted = True  # whether the upstream accepts the tokens it issues
@@ -84,6 +85,7 @@ class IssuedTokens(TokenVerifier):
         self.issuer = issuer
 
     async def verify_token(self, token: str) -> AccessToken | None:
+        self.issuer.presented.append(token)
         if token not in self.issuer.valid:
             return None
         return AccessToken(token=token, client_id=CLIENT_ID, scopes=[])

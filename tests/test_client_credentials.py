@@ -64,8 +64,8 @@ async def test_one_token_from_the_issuers_metadata_serves_many_calls() -> None:
             (form,) = issuer.requests
             assert form == {"grant_type": "client_credentials", "resource": url,
                             "scope": "mcp:tools read"}  # the secret went as HTTP Basic
-            # The side door does not carry the bearer (phase 1): the SDK's client does.
-            assert replica(gw, "tickets")._sup.tap is None
+            # The side door carries the bearer too (tests/test_http_tap_bearer.py).
+            assert replica(gw, "tickets")._sup.tap is not None
             shown = gw.manager.services["tickets"].config.redacted()
             assert shown["auth"]["client_secret"] == "***"
 

@@ -16,18 +16,22 @@ session, and that module loads the SDK's HTTP client.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from contextvars import ContextVar
 
 
 class Asked:
     """One request sent by a session: whether the server refused it for a session it
-    no longer knows (set by ``SessionEnd``'s response hook)."""
+    no longer knows (set by ``SessionEnd``'s response hook), and the scopes a 403
+    ``insufficient_scope`` asked for (``lacking``: on the SDK's path and the
+    tap's; ``""``: none named)."""
 
-    __slots__ = ("refused",)
+    __slots__ = ("refused", "scope")
 
     def __init__(self) -> None:
         self.refused = False
+        self.scope: str | None = None
 
 
 ASKED: ContextVar[Asked | None] = ContextVar("asked", default=None)
@@ -42,3 +46,22 @@ def asking() -> Iterator[Asked]:
         yield asked
     finally:
         ASKED.reset(token)
+
+
+_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,100}$")  # RFC 6749 3.3
+
+
+def lacking(challenge: str | None) -> None:
+    """A 403's ``WWW-Authenticate`` (RFC 6750 3.1): when its ``error`` is
+    ``insufficient_scope``, the request sent in this context (``ASKED``) is told
+    the scopes asked for (``""``: it named none; its error then says how to grant them,
+    ``failures.py``); only scope tokens are kept, never other text of the server's."""
+    if not challenge or "insufficient_scope" not in challenge:
+        return
+    params = dict(re.findall(r'(?:^|[\s,])([a-z_]+)\s*=\s*"?([^",]*)"?', challenge, re.I))
+    if params.get("error") != "insufficient_scope":
+        return
+    asked = ASKED.get()
+    if asked is not None:
+        asked.scope = " ".join(s for s in params.get("scope", "").split()
+                               if _SCOPE_TOKEN.match(s))

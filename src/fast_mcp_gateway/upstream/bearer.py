@@ -36,7 +36,8 @@ import httpx2
 
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.config.upstream_auth import UpstreamAuth
-from fast_mcp_gateway.errors import SignInFailed
+from fast_mcp_gateway.errors import SignInFailed, SignInRequired
+from fast_mcp_gateway.upstream.asking import lacking
 from fast_mcp_gateway.upstream.oauth_grant import BOOK
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 RETRY_AFTER = 10.0
 """Seconds a failed renewal is not tried again on the request path (a connect tries)."""
+NO_TOKEN = (SignInFailed, SignInRequired)  # a renewal's failures (a refused refresh: the
+# latter; caught as the former, it ends the session, and the reconnect says signed_out)
 
 
 class Grant(Protocol):
@@ -68,7 +71,7 @@ class TokenSlot:
         self.renewals = 0  # tokens asked for (a test and the status read it)
         self._grant, self._clock = grant, clock
         self._lock = anyio.Lock()
-        self._failed: tuple[int, float, SignInFailed] | None = None  # version, when, why
+        self._failed: tuple[int, float, SignInFailed | SignInRequired] | None = None
         self._refused = -1  # the version of a token the server refused (HTTP 401)
 
     def refused(self, version: int) -> None:
@@ -104,7 +107,7 @@ class TokenSlot:
             self.renewals += 1
             try:
                 token = await self._grant.fetch(self.token)
-            except SignInFailed as exc:
+            except NO_TOKEN as exc:  # (version, when, why)
                 self._failed = (self.version, self._clock(), exc)
                 raise
             self.token, self._failed = token, None
@@ -118,6 +121,7 @@ class BearerAuth(httpx2.Auth):
     could be had after a 401 (the transport ends its session)."""
 
     requires_request_body = True  # a request resent after a 401 needs its body
+    tap_carries = True  # the side door carries it too (``http_tap_bearer.py``)
 
     def __init__(self, slot: TokenSlot) -> None:
         self.slot = slot
@@ -133,25 +137,40 @@ class BearerAuth(httpx2.Auth):
         if slot.due():
             try:
                 token, version = await slot.renew(version), slot.version
-            except SignInFailed as exc:
+            except NO_TOKEN as exc:
                 logger.debug("upstream %s: renewal before expiry failed: %s", slot.server, exc)
         if token is not None:
             request.headers["Authorization"] = f"Bearer {token.access}"
         response = yield request
+        if response.status_code == 403:
+            lacking(response.headers.get("www-authenticate"))
         if response.status_code != 401:
             return
-        slot.refused(version)
-        try:
-            token = await slot.renew(version)
-        except SignInFailed as exc:
-            self._refused(str(exc))
+        token = await self.renewed(version)
+        if token is None:
             return
         request.headers["Authorization"] = f"Bearer {token.access}"
         response = yield request
-        if response.status_code == 401:
-            self._refused(f"the server refused a token just granted (HTTP 401 at "
-                          f"{request.url.copy_with(query=None)}); check auth.scopes and that "
-                          "the server accepts that authorization server's tokens")
+        if response.status_code == 403:
+            lacking(response.headers.get("www-authenticate"))
+        elif response.status_code == 401:
+            self.refused_again(str(request.url.copy_with(query=None)))
+
+    async def renewed(self, version: int) -> Token | None:
+        """The token after the server answered 401 to token ``version`` (renewed once,
+        single-flight), or ``None``: none could be had (``on_refused`` told why)."""
+        self.slot.refused(version)
+        try:
+            return await self.slot.renew(version)
+        except NO_TOKEN as exc:
+            self._refused(exc.detail)  # (not "upstream 'x': " again)
+            return None
+
+    def refused_again(self, url: str) -> None:
+        """The server answered 401 at ``url`` (no query) to a token just renewed."""
+        self._refused(f"the server refused a token just granted (HTTP 401 at {url}); check "
+                      "auth.scopes and that the server accepts that authorization server's "
+                      "tokens")
 
     def _refused(self, reason: str) -> None:
         logger.warning("upstream %s: %s", self.slot.server, reason)

@@ -290,11 +290,23 @@ def _http_refusal(failed: StepFailed, transport: ClientTransport | None) -> str 
     return None
 
 
-def bearer_refusal(exc: MCPError, sup: Any) -> str | None:
+def bearer_refusal(exc: MCPError, sup: Any, asked: Any = None) -> str | None:
     """The words for a call whose request the server answered 401 and the bearer could
     not cure (it ended the session: ``sup`` is restarting): the SDK's stand-in for that
-    answer ("Server returned an error response") is not the server's own error."""
-    if sup.config.auth is None or (exc.error.code, exc.error.message) not in _HTTP_STAND_INS:
+    answer ("Server returned an error response") is not the server's own error; or 403
+    ``insufficient_scope`` (``asked.scope``, ``asking.lacking``): the scopes to grant."""
+    auth = sup.config.auth
+    if auth is not None and asked is not None and asked.scope is not None:
+        name, scopes = sup.config.name, mask_text(asked.scope)  # (the server's words)
+        again = (f"then sign in again (call the gateway_sign_in tool with server '{name}',"
+                 f" or run 'mcp-gateway login {name}')" if auth.type == "oauth" else
+                 "then reload the config (the gateway then asks for a token with them)")
+        wanted = f"it asks for scope {scopes!r}" if scopes else "it names no scope"
+        return (f"the server refused the call for want of a scope the gateway's token "
+                f"lacks (HTTP 403 insufficient_scope; {wanted}): add "
+                f"{'it' if scopes else 'the scope its documentation names'} to auth.scopes "
+                f"of server '{name}' in the config, {again}")
+    if auth is None or (exc.error.code, exc.error.message) not in _HTTP_STAND_INS:
         return None
     why = sup.unavailable_reason()
     return (f"the server refused the gateway's token (HTTP 401; the call was not run) and "

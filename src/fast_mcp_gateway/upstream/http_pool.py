@@ -1,12 +1,12 @@
 """The HTTP side door's connections, and the parts of its exchanges both eras share.
 
 For ``http_tap.py``: where the tap applies at all (``http`` or ``https``, no proxy,
-no credentials, no ``auth``), the header lines it writes (never one httpx would refuse),
-its keep-alive connections to the upstream (``Pool``: reused while idle less than the
-replica's ``http_idle.IdleBound``; over TLS with the session's client's SSL context),
-the reading of an answer's messages
-(lifted for an express lane, ``lifting.py``), progress for a call's token, and the
-words of a handshake-era cancellation.
+no credentials, no ``auth`` but the gateway's bearer), the header lines it writes
+(never one httpx would refuse), its keep-alive connections to the upstream (``Pool``:
+reused while idle less than the replica's ``http_idle.IdleBound``; over TLS with the
+session's client's SSL context), the reading of an answer's messages (lifted for an
+express lane, ``lifting.py``), progress for a call's token, and the words of a
+handshake-era cancellation.
 """
 
 from __future__ import annotations
@@ -62,10 +62,12 @@ def proxied(url: str) -> bool:
 
 def tap_applies(url: str, auth: Any) -> bool:
     """Whether an upstream at ``url`` can get an ``HttpTap`` (see its module doc); a
-    URL with credentials in it (httpx sends them as Basic auth) keeps the SDK's client."""
+    URL with credentials in it (httpx sends them as Basic auth) keeps the SDK's client,
+    and so does an ``auth`` the tap cannot carry (the gateway's ``BearerAuth`` it can:
+    ``http_tap_bearer.py``)."""
     parts = urlsplit(url)
     return (parts.scheme in ("http", "https") and parts.username is None and parts.password is None
-            and auth is None and not proxied(url))
+            and (auth is None or getattr(auth, "tap_carries", False)) and not proxied(url))
 
 
 def header_lines(headers: dict[str, str]) -> bytes:

@@ -53,10 +53,14 @@ server keys requests in flight by id per session), and:
 
 An ``https`` URL is served over TLS with the SSL context of the session's own client
 (``_compat.tls_context``: the same trust; SNI, host name check, ALPN ``http/1.1``).
+The answer is read by ``http_answer.py``.  A server with ``auth:`` has its bearer on
+the tap's requests too (``http_tap_bearer.py``: the SDK path's token, renewed and the
+request sent again once after a 401).
 It steps aside -- the session sends the request -- on a handshake-era session without
 an id (or one learned at another URL: a redirect), for URLs with credentials, a proxy
-from the environment, a configured ``auth``, an ``https`` client with no context to
-lend (HTTP/2), a header httpx would refuse (CR, LF, NUL), and a redirect.
+from the environment, an ``auth`` other than the gateway's ``BearerAuth``, an ``https``
+client with no context to lend (HTTP/2), a header httpx would refuse (CR, LF, NUL), and
+a redirect.
 """
 
 from __future__ import annotations
@@ -78,18 +82,13 @@ from mcp.shared.dispatcher import CallOptions, ProgressFnT
 from mcp.shared.exceptions import MCPError
 from mcp.shared.inbound import MCP_NAME_HEADER, encode_header_value
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
-from pydantic import ValidationError
 
-from fast_mcp_gateway._compat import (
-    deliver_message,
-    deliver_notification,
-    send_raw_request,
-    stamp_request,
-)
+from fast_mcp_gateway._compat import send_raw_request, stamp_request
 from fast_mcp_gateway.upstream import framing
 from fast_mcp_gateway.upstream.deadline import Deadline, extends, progress_bounded
 from fast_mcp_gateway.upstream.framing import ASCII_JSON, DEFAULT_MAX_MESSAGE_BYTES, UTF8_JSON
-from fast_mcp_gateway.upstream.http_aside import cancel, resumed
+from fast_mcp_gateway.upstream.http_answer import answer, events
+from fast_mcp_gateway.upstream.http_aside import cancel
 from fast_mcp_gateway.upstream.http_idle import IdleBound, repeatable
 from fast_mcp_gateway.upstream.http_pool import (
     Connection,
@@ -100,26 +99,16 @@ from fast_mcp_gateway.upstream.http_pool import (
     drained,
     failure,
     header_lines,
-    json_error,
     outcome,
-    parse,
-    progress,
     tap_applies,
 )
-from fast_mcp_gateway.upstream.http_session_end import refusal, refusal_error
-from fast_mcp_gateway.upstream.http_wire import (
-    Response,
-    StreamMarks,
-    body_chunks,
-    read_body,
-    read_head,
-    sse_messages,
-)
-from fast_mcp_gateway.upstream.lifting import lifting, unlifted
+from fast_mcp_gateway.upstream.http_tap_bearer import TapBearer
+from fast_mcp_gateway.upstream.http_wire import Response, StreamMarks, read_head
 
 if TYPE_CHECKING:
     import ssl
 
+    from fast_mcp_gateway.upstream.bearer import BearerAuth
     from fast_mcp_gateway.upstream.http_session_end import SessionEnd
 
 logger = logging.getLogger(__name__)
@@ -148,7 +137,7 @@ class HttpTap:
     ``request`` has ``RawTap.request``'s contract: the ``result`` as JSON, or
     ``MCPError`` as the session would raise it.  ``end``: the session's ``SessionEnd``
     (a handshake-era session's id; ``None``: 2026-07-28 sessions only); ``tls``: an
-    ``https`` URL's SSL context."""
+    ``https`` URL's SSL context; ``auth``: the transport's ``BearerAuth``, if any."""
 
     fatal: str | None = None  # never set: an HTTP connection has no framing to break
     stamped = True  # takes requests already stamped (send_stamped): Requests looks for it
@@ -156,7 +145,7 @@ class HttpTap:
     def __init__(self, url: str, headers: dict[str, str], session: ClientSession,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                  end: SessionEnd | None = None, idle: IdleBound | None = None,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, auth: BearerAuth | None = None) -> None:
         parts = urlsplit(url)
         if (parts.scheme == "https") != (tls is not None):
             raise Declined  # (an https URL without the session's SSL context)
@@ -188,6 +177,7 @@ class HttpTap:
         self._lingered = 0  # answered streams in a row still open DRAIN_WITHIN on
         self._draining: set[asyncio.Task[None]] = set()  # answered streams being read
         self.heard: Callable[[], None] | None = None  # told of progress (supervisor's)
+        self.bearer = None if auth is None else TapBearer(self, auth)
 
     # -- the contract ---------------------------------------------------------------
 
@@ -221,9 +211,11 @@ class HttpTap:
                 headers = {**headers, "mcp-session-id": session_id}
                 if isinstance(name := params.get("name"), str):
                     headers.setdefault(MCP_NAME_HEADER, encode_header_value(name))
+            args = (method, params, headers, timeout, on_progress, max_total, session_id)
+            bearer = self.bearer
             try:
-                result = await self._post(method, params, headers, timeout, on_progress,
-                                          max_total, session_id)
+                result = await (self._post(*args) if bearer is None
+                                else bearer.sent(self, self._post, args))
             except Declined:
                 pass
             except MCPError as exc:  # its own answer: a refusal is known, not guessed
@@ -251,6 +243,10 @@ class HttpTap:
         self.pool.close()
         for task in list(self._draining):
             task.cancel()
+
+    @property
+    def closed(self) -> bool:  # (the session ended: ``aclose``)
+        return self._closed
 
     @property
     def opened(self) -> int:  # connections it opened (tests and diagnostics)
@@ -308,8 +304,8 @@ class HttpTap:
                 response = await read_head(conn.reader)
             if "keep-alive" in response.headers:  # the server's idle bound (Node's)
                 self.pool.idle.advertised(response.headers["keep-alive"], self._where)
-            answer, reusable = await self._answer(conn, response, request_id, on_progress,
-                                                  session_id)
+            got, reusable = await answer(self, conn, response, request_id, on_progress,
+                                         session_id)
             answered = True
             if reusable is None:  # a stream, answered: read to its end, if it ends
                 if self.lingers:
@@ -318,7 +314,7 @@ class HttpTap:
                     self._drain(conn, response)
                     conn = None
             done = bool(reusable)
-            return outcome(answer)  # (an error answer's connection is kept as well)
+            return outcome(got)  # (an error answer's connection is kept as well)
         except asyncio.CancelledError:
             reached = deadline.reached()
             if session_id is not None and conn is not None and not answered:
@@ -361,94 +357,11 @@ class HttpTap:
             self._extra[key] = lines
         return lines
 
-    async def _answer(self, conn: Connection, response: Response, request_id: int | str,
-                      on_progress: Progress | None,
-                      session_id: str | None) -> tuple[dict[str, Any], bool | None]:
-        """The call's response (its ``result`` or ``error``; ``MCPError`` for what is
-        not one), and whether ``conn`` may be reused (``None``: an answered stream
-        whose rest is still to be read)."""
-        handshake = session_id is not None
-        status, kind = response.status, response.content_type
-        if 300 <= status < 400 and "location" in response.headers:
-            raise Declined
-        if status == 202:
-            raise MCPError(code=types.INVALID_REQUEST,
-                           message="server answered a request with 202 Accepted")
-        if kind == "text/event-stream" and status < 300:
-            marks = StreamMarks()
-            try:
-                async with contextlib.aclosing(
-                        body_chunks(conn.reader, response, self.max_message_bytes)) as body:
-                    result = await self.events(body, request_id, on_progress, handshake,
-                                               marks)
-            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                    ValueError) as exc:
-                if not handshake or self._closed:
-                    raise
-                if marks.last_id is None:
-                    raise MCPError(code=types.CONNECTION_CLOSED,
-                                   message="SSE stream ended without a response") from exc
-                result = None
-            if result is None:  # ended before the answer: resumed if it may be (SEP-1699)
-                if session_id is None or marks.last_id is None or self._closed:
-                    raise MCPError(code=types.CONNECTION_CLOSED,
-                                   message="SSE stream ended without a response")
-                return await resumed(self, request_id, on_progress, marks, session_id), False
-            if response.chunk_left or response.body_left \
-                    or response.headers.get("transfer-encoding", "").lower() == "chunked":
-                return result, None  # (read up to the answer: the rest follows)
-            return result, response.keep_alive and "content-length" in response.headers
-        data = await read_body(conn.reader, response, self.max_message_bytes)
-        reusable = response.keep_alive
-        if status >= 400:
-            words = refusal(status, kind, data) if handshake and self.end else None
-            if words is not None:  # the server no longer knows the session: it is renewed
-                cast("SessionEnd", self.end).forgotten(words, status, "POST")
-                raise refusal_error(words)
-            error = json_error(data) if kind == "application/json" else None
-            if error is not None:
-                raise MCPError.from_error_data(error)
-            if status == 404:
-                raise MCPError(code=types.METHOD_NOT_FOUND, message="Not Found")
-            raise MCPError(code=types.INTERNAL_ERROR,
-                           message="Server returned an error response")
-        if kind != "application/json":
-            raise MCPError(code=types.INVALID_REQUEST,
-                           message=f"Unexpected content type: {kind}")
-        return parse(data), reusable
-
     async def events(self, body: AsyncIterator[bytes], request_id: int | str,
                      on_progress: Progress | None, handshake: bool,
                      marks: StreamMarks | None = None) -> dict[str, Any] | None:
-        """Read an SSE answer: notifications (and, in the handshake era, server
-        requests) until the response, which is returned (``None``: the stream ended
-        before it; ``marks`` tells where it may be resumed)."""
-        async for data in sse_messages(body, self.max_message_bytes, marks):
-            message = parse(data)
-            method = message.get("method")
-            if method is None:
-                if message.get("id") == request_id:
-                    return message
-                continue  # another request's answer cannot be on this stream
-            if lifting.get():
-                message = unlifted(message)  # a notification goes on as it came
-            if handshake and ("id" in message or method == "notifications/cancelled"):
-                try:  # the session answers it, as if its transport had read it
-                    await deliver_message(self.session, message)
-                except ValidationError as exc:
-                    raise MCPError(code=types.PARSE_ERROR,
-                                   message=f"Failed to parse SSE message: {exc}") from None
-                continue
-            if "id" in message:
-                logger.warning("HTTP upstream %s:%s sent a %s request on a 2026-07-28 "
-                               "call's stream; ignored", self.host, self.port, method)
-                continue
-            params = message.get("params")
-            if method == "notifications/progress":
-                await progress(params, request_id, on_progress)
-            else:  # logs and the rest: as if the SDK had read them, in this context
-                await deliver_notification(self.session, method, params)
-        return None
+        """Read an SSE answer (``http_answer.events``)."""
+        return await events(self, body, request_id, on_progress, handshake, marks)
 
     def _drain(self, conn: Connection, response: Response) -> None:
         """Read an answered stream to its end off the call's path (its answer is on its
@@ -478,9 +391,10 @@ def tap_for(url: str, headers: dict[str, str], auth: Any, session: ClientSession
             tls: ssl.SSLContext | None = None) -> HttpTap | None:
     """The ``HttpTap`` of a new session of the upstream at ``url``, or ``None`` where it
     does not apply (``tap_applies``; configured headers only the SDK may refuse; an
-    ``https`` URL without ``tls``, the session's client's SSL context)."""
+    ``https`` URL without ``tls``, the session's client's SSL context); ``auth``: the
+    transport's (the gateway's ``BearerAuth`` is carried, any other steps aside)."""
     if not tap_applies(url, auth):
         return None
     with contextlib.suppress(Declined):
-        return HttpTap(url, headers, session, max_message_bytes, end, idle, tls)
+        return HttpTap(url, headers, session, max_message_bytes, end, idle, tls, auth)
     return None

@@ -231,7 +231,7 @@ class Requests:
                 if exc.error.message.startswith(INVALID_RESPONSE):  # the tap's, not its
                     raise UpstreamRequestFailed(sup.label,
                                                 f"{what}: {exc.error.message}") from exc
-                if (refused := bearer_refusal(exc, sup)) is not None:
+                if (refused := bearer_refusal(exc, sup, asked)) is not None:
                     raise UpstreamRequestFailed(sup.label, f"{what}: {refused}") from exc
                 ok = True  # an error *response*: the upstream is alive and answering
                 # Its text goes to the host, the call record and the logs: mask secrets

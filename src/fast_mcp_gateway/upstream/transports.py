@@ -47,7 +47,7 @@ def default_transport(config: ServerConfig, stderr: TextIO | None) -> ClientTran
         )
     assert config.url is not None
     auth: BearerAuth | None = None
-    if config.auth is not None:  # the gateway's bearer; the side door steps aside
+    if config.auth is not None:  # the gateway's bearer (the side door carries it too)
         from fast_mcp_gateway.upstream.bearer import bearer_for
 
         auth = bearer_for(config)

@@ -6,6 +6,7 @@ a row does not open."""
 
 from __future__ import annotations
 
+import os
 import stat
 from dataclasses import replace
 from pathlib import Path
@@ -146,3 +147,51 @@ def test_a_short_credential_key_is_refused_without_echoing_it() -> None:
     assert "short-key-value" not in str(caught.value)
     keys = GatewaySettings(credential_keys=f"{KEY},{'m' * 32}").credential_keys
     assert [k.get_secret_value() for k in keys] == [KEY, "m" * 32]
+
+
+def test_a_key_file_others_may_read_or_another_user_wrote_is_refused(tmp_path: Path) -> None:
+    """As ssh refuses such a private key: whoever reads the file opens every stored
+    sign-in (sec29: it was used as found, mode 0644 or another user's)."""
+    db = tmp_path / "gateway.db"
+    key_path = tmp_path / KEY_FILE
+    key_path.write_text(KEY + "\n")
+    key_path.chmod(0o644)
+    with pytest.raises(StorageError) as caught:
+        credential_keys([], str(db), shared=False)
+    assert f"the credential key {key_path} may be read or written by other users (mode " \
+           f"0644); it opens every stored sign-in: run 'chmod 600 {key_path}', or set " \
+           "MCP_GATEWAY_CREDENTIAL_KEYS" in str(caught.value)
+    assert KEY not in str(caught.value)
+    key_path.chmod(0o600)
+    assert credential_keys([], str(db), shared=False) == [KEY]
+    if os.geteuid() == 0:  # (only root can give a file away)
+        os.chown(key_path, 4242, -1)
+        with pytest.raises(StorageError, match="belongs to another user \\(uid 4242\\)"):
+            credential_keys([], str(db), shared=False)
+        os.chown(key_path, 0, -1)
+    key_path.write_text("")
+    with pytest.raises(StorageError, match="is empty: write the key back, or delete the file"):
+        credential_keys([], str(db), shared=False)
+
+
+def test_two_processes_making_the_key_at_once_keep_the_first(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A gateway and ``mcp-gateway login`` on one folder, both finding no key file: the
+    second's key does not replace the first's (sec29: it did, and what the first had
+    sealed no longer opened)."""
+    from fast_mcp_gateway.store import sealing
+
+    theirs, key_path = "t" * 64, tmp_path / KEY_FILE
+    token_hex = sealing.secrets.token_hex
+
+    def another_process_first(n: int) -> str:  # it publishes its key meanwhile
+        if not key_path.exists():
+            fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.write(fd, f"{theirs}\n".encode())
+            os.close(fd)
+        return token_hex(n)
+
+    monkeypatch.setattr(sealing.secrets, "token_hex", another_process_first)
+    assert credential_keys([], str(tmp_path / "gateway.db"), shared=False) == [theirs]
+    assert key_path.read_text() == f"{theirs}\n"
+    assert [p.name for p in tmp_path.iterdir()] == [KEY_FILE]  # no temporary file left

@@ -18,6 +18,7 @@ import hmac
 import json
 import os
 import secrets
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -68,29 +69,60 @@ class CredentialSeal:
 
 
 def key_file(folder: Path) -> str:
-    """The key in ``folder``/``KEY_FILE``, made (0600, its folder 0700) when absent."""
+    """The key in ``folder``/``KEY_FILE``, made (0600, its folder 0700) when absent.
+
+    A file others may read or write (group or other permissions), or of another user,
+    is refused as ssh refuses such a private key: whoever reads it opens every stored
+    sign-in, and whoever wrote it knows the key.  Made, it is published only where none
+    is yet (``os.link``): a gateway and ``mcp-gateway login`` making one at once agree on
+    the first (a replace overwrote it, and what it had sealed no longer opened)."""
     path = folder / KEY_FILE
     try:
-        text = path.read_text(encoding="utf-8").strip()
+        with open(path, encoding="utf-8") as found:
+            _private(path, os.fstat(found.fileno()))
+            text = found.read().strip()
     except FileNotFoundError:
-        text = ""
+        pass
     except OSError as exc:
         raise StorageError(f"cannot read the credential key {path}: {exc.strerror}; fix its "
                            "permissions, or set MCP_GATEWAY_CREDENTIAL_KEYS") from None
-    if text:
+    else:
+        if not text:
+            raise StorageError(f"the credential key {path} is empty: write the key back, or "
+                               "delete the file (a new key is made; servers signed in under "
+                               "the old one sign in again)")
         return text
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         made = secrets.token_hex(32)
-        temp = path.with_name(f".{KEY_FILE}.{os.getpid()}")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(made + "\n")
-        os.replace(temp, path)
+        temp = path.with_name(f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(made + "\n")
+            os.link(temp, path)
+        except FileExistsError:
+            return key_file(folder)  # another process made one first: its key
+        finally:
+            os.unlink(temp)
     except OSError as exc:
         raise StorageError(f"cannot write the credential key {path}: {exc.strerror}; make "
                            "the folder writable, or set MCP_GATEWAY_CREDENTIAL_KEYS") from None
     return made
+
+
+def _private(path: Path, found: os.stat_result) -> None:
+    """``StorageError`` unless the key file is the gateway user's own, for it alone."""
+    if found.st_uid != os.geteuid():
+        raise StorageError(
+            f"the credential key {path} belongs to another user (uid {found.st_uid}), not "
+            "to the user the gateway runs as: whoever wrote it knows the key; delete it "
+            "(a new one is made) or give it to this user, or set MCP_GATEWAY_CREDENTIAL_KEYS")
+    if found.st_mode & 0o077:
+        raise StorageError(
+            f"the credential key {path} may be read or written by other users (mode "
+            f"{stat.S_IMODE(found.st_mode):04o}); it opens every stored sign-in: run "
+            f"'chmod 600 {path}', or set MCP_GATEWAY_CREDENTIAL_KEYS")
 
 
 def credential_keys(configured: Sequence[str], db: str | None, shared: bool) -> list[str]:

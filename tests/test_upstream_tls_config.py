@@ -10,12 +10,15 @@ connect in the load's words.
 from __future__ import annotations
 
 import datetime
+import os
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from fastmcp import Client
 
 from fast_mcp_gateway import Gateway
 from fast_mcp_gateway.config.loader import load_config, parse_config
@@ -24,7 +27,7 @@ from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.telemetry.redaction import mask_text
 from fast_mcp_gateway.upstream.model import UpstreamState
 from fast_mcp_gateway.upstream.transports import default_transport
-from tests.fixtures import FAST_RESTART, until
+from tests.fixtures import FAST_RESTART, make_gateway, until
 from tests.test_http_tap import front
 from tests.test_upstream_tls import PASSWORD, Pki, add_through_the_tap, mtls_upstream, pki
 
@@ -155,3 +158,29 @@ async def test_a_file_gone_since_the_load_fails_the_connect_in_the_same_words(
         async with transport.connect_session():
             pass
     assert str(caught.value) == f"tls: ca_file {ca}: no such file; check the path"
+
+
+async def test_a_device_or_a_pipe_given_as_a_tls_file_is_refused_unopened(
+        tmp_path: Path) -> None:
+    """An admin adding a server (over the network) names a pipe, a terminal or a device
+    as a tls: file: refused without opening it (sec29: open() of a FIFO, or read() of a
+    terminal, blocked the gateway's event loop -- every caller -- until someone wrote)."""
+    fifo = tmp_path / "ca.pem"
+    os.mkfifo(fifo)
+    # The old code waited in open() for a writer: this one lets it on (to its words).
+    writer = threading.Thread(target=lambda: fifo.open("wb").close(), daemon=True)
+    writer.start()
+    try:
+        async with Client(make_gateway({}, db=tmp_path / "gw.db").server) as client:
+            for setting, path in (("ca_file", fifo), ("client_cert", "/dev/null")):
+                answer = await client.call_tool("gateway_add_server", {
+                    "name": "beta", "config": {"url": "https://127.0.0.1:1/mcp",
+                                               "tls": {setting: str(path)}}},
+                    raise_on_error=False)
+                text = answer.content[0].text  # type: ignore[union-attr]
+                assert answer.is_error and f"{setting} {path}: is not a regular file (a " \
+                    "device, pipe or socket); give the path of a PEM file" in text, text
+    finally:
+        if writer.is_alive():  # the pipe was never opened for reading: let it go
+            os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+        writer.join()

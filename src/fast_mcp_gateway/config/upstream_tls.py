@@ -41,6 +41,7 @@ import functools
 import hashlib
 import os
 import re
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -315,7 +316,12 @@ def _pem(setting: str, written: str, seen: Callable[[bytes], object] | None) -> 
     where = ("" if os.path.isabs(path) else
              f" (a relative path is read from the gateway's working directory, {os.getcwd()})")
     try:
-        with open(path, "rb") as file:
+        # A device, pipe or socket is not opened at all (sec29: a FIFO or a terminal
+        # blocked the event loop in open() or read(): an admin adding a server over the
+        # network hung the gateway); the open itself does not wait (O_NONBLOCK).
+        _regular(setting, written, os.stat(path).st_mode)
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
+            _regular(setting, written, os.fstat(file.fileno()).st_mode)
             data = file.read(MAX_PEM_BYTES + 1)
     except FileNotFoundError:
         raise TlsFileProblem(f"{setting} {written}: no such file; check the path"
@@ -377,6 +383,14 @@ def _tlv(der: bytes, at: int) -> tuple[int, int, int]:
     if at + size > len(der):
         raise ValueError("truncated")
     return tag, at, at + size
+
+
+def _regular(setting: str, written: str, mode: int) -> None:
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError
+    if not stat.S_ISREG(mode):
+        raise TlsFileProblem(f"{setting} {written}: is not a regular file (a device, pipe "
+                             "or socket); give the path of a PEM file")
 
 
 def _blocks(data: bytes) -> set[bytes]:

@@ -172,3 +172,30 @@ async def test_an_upstream_refusing_the_issuers_tokens_is_said_in_words() -> Non
             assert "with a token just granted: the server refuses its authorization " \
                    "server's tokens for the gateway; check auth.scopes" in error
             assert not any(token in error for token in issuer.issued)
+
+
+async def test_a_secret_sent_back_as_shown_is_refused_not_sent_as_the_secret(
+        tmp_path: Any) -> None:
+    """Read a server's settings, change one, send them all back: ``client_secret``
+    comes back as the listing's ``***``, and is refused in words (sec29: it was stored
+    and sent to the authorization server as the secret, the server signed out)."""
+    issuer = Issuer()
+    async with issuer_and_upstream(issuer) as (as_base, url):
+        config = parse_config({"servers": {"tickets": cc(url, issuer=as_base)}},
+                              source="test", environ={"CC_SECRET": CLIENT_SECRET})
+        gw = Gateway(config, GatewaySettings(connect_timeout=10.0, db=str(tmp_path / "g.db"),
+                                             startup_wait=600.0, call_timeout=60),
+                     restart=FAST_RESTART, transport_factory=default_transport)
+        async with running(gw) as client:
+            detail: Any = (await client.call_tool("gateway_server_detail",
+                                                  {"name": "tickets"})).structured_content
+            shown = {k: v for k, v in detail["config"].items() if k != "name"}
+            assert shown["auth"]["client_secret"] == "***"
+            answer = await client.call_tool("gateway_update_server", {
+                "name": "tickets", "config": {**shown, "description": "changed"}},
+                raise_on_error=False)
+            text = answer.content[0].text  # type: ignore[union-attr]
+            assert answer.is_error and "field 'auth': client_secret: '***' is how a listing " \
+                "shows the secret, not the secret; give it again (as ${VAR})" in text, text
+            issuer.valid.clear()  # the next call asks for a token: with the real secret
+            assert (await client.call_tool("tickets_add", {"a": 1, "b": 2})).data == 3

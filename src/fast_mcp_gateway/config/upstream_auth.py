@@ -27,6 +27,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from fast_mcp_gateway.telemetry.redaction import MASK
+
 AuthType = Literal["client_credentials", "oauth"]
 ClientAuthMethod = Literal["client_secret_basic", "client_secret_post"]
 _LOOPBACK_NAMES = frozenset({"localhost"})
@@ -75,6 +77,9 @@ class UpstreamAuth(BaseModel):
 
     @model_validator(mode="after")
     def _complete(self) -> UpstreamAuth:
+        if self.client_secret == MASK:  # an edit sending back what a listing shows
+            raise ValueError("client_secret: '***' is how a listing shows the secret, not "
+                             "the secret; give it again (as ${VAR})")
         if self.client_secret is not None and self.client_id is None:
             raise ValueError("client_secret needs client_id (the client it belongs to)")
         if self.type == "oauth":

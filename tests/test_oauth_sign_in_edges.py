@@ -187,3 +187,44 @@ async def test_two_gateways_refreshing_at_once_stay_signed_in(tmp_path: Path) ->
             assert second.access == first.access and second.refresh == first.refresh
             stored = await book.load("tickets")
             assert stored is not None and stored[1]["tokens"]["access_token"] == first.access
+
+
+async def test_a_sign_in_that_could_not_be_kept_is_refused_before_the_link(
+        tmp_path: Path) -> None:
+    """The seal is made before the link is given: a key file others may read (or, on
+    PostgreSQL, no MCP_GATEWAY_CREDENTIAL_KEYS) is said at gateway_sign_in (sec29: the
+    person signed in at the authorization server first, and its page then said 'it did
+    not finish in time')."""
+    key = tmp_path / "credential.keys"
+    key.write_text(KEY + "\n")
+    key.chmod(0o644)
+    async with signing_upstream() as (provider, url):
+        gw = gateway(url, tmp_path / "gateway.db", free_port())
+        async with running(gw) as client:
+            up = replica(gw)  # failed, saying why (its token cannot be read either)
+            await until(lambda: "may be read or written by other users" in str(up.last_error))
+            with pytest.raises(ToolError) as caught:
+                await client.call_tool("gateway_sign_in", {"name": "tickets"})
+            assert f"upstream 'tickets': the credential key {key} may be read or written " \
+                   f"by other users (mode 0644); it opens every stored sign-in: run " \
+                   f"'chmod 600 {key}'" in str(caught.value)
+            assert provider.clients == {}  # nothing registered, no link given
+
+
+async def test_a_sign_in_the_store_could_not_keep_says_so_on_the_page(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def away(self: CredentialBook, *args: Any) -> None:
+        from fast_mcp_gateway.store import StorageError
+
+        raise StorageError("the database at db.example cannot be reached")
+
+    async with signing_upstream() as (_provider, url):
+        gw = gateway(url, tmp_path / "gateway.db", free_port())
+        async with running(gw) as client:
+            await state_is(gw, UpstreamState.SIGNED_OUT)
+            answer: Any = await client.call_tool("gateway_sign_in", {"name": "tickets"})
+            monkeypatch.setattr(CredentialBook, "save", away)
+            page = await person_signs_in(answer.structured_content["url"])
+            assert page.status_code == 400
+            assert "the sign-in could not be kept (the database at db.example cannot be " \
+                   "reached); start it again." in page.text  # not 'did not finish in time'

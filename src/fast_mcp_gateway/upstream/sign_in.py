@@ -39,7 +39,8 @@ import anyio.abc
 import httpx2
 
 from fast_mcp_gateway.config.schema import ServerConfig
-from fast_mcp_gateway.errors import GatewayError, SignInFailed, SignInRequired
+from fast_mcp_gateway.errors import GatewayError, SignInFailed, SignInRequired, UpstreamError
+from fast_mcp_gateway.store.base import StorageError
 from fast_mcp_gateway.store.credentials import OWNER_GATEWAY, StoredCredential
 from fast_mcp_gateway.upstream.bearer import forget_tokens
 from fast_mcp_gateway.upstream.oauth_grant import (
@@ -161,8 +162,9 @@ class _Flow:
                 raise self._fail(f"{url} did not ask for a sign-in (no 401); remove auth: "
                                  "from its entry if it needs none")
             await self._store(book, storage)
-        except GatewayError as exc:
-            self.error = exc
+        except GatewayError as exc:  # (a store's error has no detail: the page said "in time")
+            self.error = exc if isinstance(exc, UpstreamError) else self._fail(
+                f"the sign-in could not be kept ({exc}); start it again")
         except TimeoutError:
             self.error = self._fail("the sign-in was not completed within 10 minutes; "
                                     "start it again")
@@ -281,6 +283,10 @@ class SignIns:
         if config.auth is None or config.auth.type != "oauth" or config.url is None:
             raise SignInFailed(config.name, "it has no 'auth: {type: oauth}' in its entry: "
                                "nobody signs in to it")
+        try:
+            self.book.seal()  # no keys (a shared store), a key file refused: said now,
+        except StorageError as exc:  # not once the person has signed in
+            raise SignInFailed(config.name, str(exc)) from None
         flow = self._flows.get(config.name)
         if flow is None or flow.done.is_set():
             tg = self._tg

@@ -102,3 +102,18 @@ def test_a_runtime_registration_takes_the_secret_only_from_allowed_variables() -
     text = problem({"url": URL, "auth": CC}, env_allow=["OTHER_*"])
     assert "environment variable 'SECRET' may not be used by a runtime registration" in text
     assert "auth.client_secret" in text
+
+
+def test_a_variables_value_is_not_echoed_in_a_refusal() -> None:
+    """A registration may use an allowed ``${VAR}`` without reading it: put in a ``tls:``
+    path or ``auth.issuer``, its value is refused without being echoed (sec29: 'ca_file
+    <the value>: no such file' answered an admin adding a server the variable's value)."""
+    for entry, said in (
+            ({"url": URL, "tls": {"ca_file": "${SECRET}"}}, "ca_file ***: no such file"),
+            ({"url": URL, "tls": {"ca_file": "/etc/${SECRET}.pem"}},
+             "ca_file /etc/***.pem: no such file"),
+            ({"url": URL, "auth": {"type": "oauth", "issuer": "http://a.example/${SECRET}"}},
+             "'http://a.example/***' must be https://")):
+        for allowed in (None, ["SECRET"]):  # servers.yaml, a runtime registration
+            text = problem(entry, env_allow=allowed)
+            assert said in text and ENV["SECRET"] not in text, text

@@ -63,6 +63,7 @@ from fast_mcp_gateway.config.schema import (
 from fast_mcp_gateway.config.timeouts import Timeouts, timeouts_problem
 from fast_mcp_gateway.config.upstream_tls import placed
 from fast_mcp_gateway.errors import ConfigError, ConfigIssue
+from fast_mcp_gateway.telemetry.redaction import mask_secrets
 
 # Beyond this, more lines hide the first problems instead of helping.
 MAX_ISSUES = 50
@@ -386,12 +387,13 @@ class _Validation:
             server = ServerConfig.model_validate(
                 {**values, "name": name, "secrets": frozenset(secrets)})
         except ValidationError as exc:
-            for err in exc.errors():
-                self.fail(name, field_path(err["loc"]) or None, explain(err, ServerConfig))
+            for err in exc.errors():  # a ${VAR}'s value is not in the words (a tls: path)
+                self.fail(name, field_path(err["loc"]) or None,
+                          mask_secrets(explain(err, ServerConfig), secrets))
             return None
         problem = check_server(server, self.source)
         if problem:
-            self.fail(name, problem[0], problem[1])
+            self.fail(name, problem[0], mask_secrets(problem[1], secrets))
             return None
         own, shared = server.timeouts, self.gateway_timeouts
         if (wrong := timeouts_problem(own.call, own.max_total, shared.call,

@@ -426,6 +426,31 @@ async def test_the_edit_form_shows_a_server_disabled_at_runtime_as_disabled(
 
 
 @pytest.mark.anyio
+async def test_an_edit_of_a_server_whose_auth_comes_from_the_environment_says_auth(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """servers.yaml gives ``auth.client_secret`` as ``${VAR}``: a dashboard edit cannot
+    copy it into the store, and says so naming ``auth`` (sec29: it named the replica
+    settings (instances), under Replicas, which this server does not have)."""
+    monkeypatch.setenv("UI_AUTH_SECRET", "ui-auth-secret-value-5521")
+    gateway = make_gateway({"clock": memory_entry("clock", auth={
+        "type": "client_credentials", "client_id": "svc", "client_secret": "${UI_AUTH_SECRET}",
+        "token_url": "http://127.0.0.1:9/token"})}, {"clock": hostile()},
+        db=tmp_path / "gw.db", allow_unauthenticated_admin=True)
+    async with serve_http(gateway.http_app(), startup=False) as base, \
+            httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
+        form = await http.get(f"{base}/ui/servers/clock/edit")
+        fields = _form_fields(form.text) | {"description": "changed"}
+        sent = await http.post(f"{base}/ui/servers/clock/edit", data={
+            **fields, "enabled": ["off", "on"], "csrf_token": _csrf(form.text)})
+        assert sent.status_code == 422
+        assert "this server&#39;s auth settings take values from environment variables in " \
+               "servers.yaml, which a dashboard edit cannot copy: change it in servers.yaml" \
+               in sent.text, sent.text[-3000:]
+        assert "replica settings" not in sent.text and "ui-auth-secret" not in sent.text
+        assert gateway.manager.services["clock"].config.description is None
+
+
+@pytest.mark.anyio
 async def test_an_edit_keeps_masked_secrets_it_sends_back_unchanged(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env_secret = "ui-test-env-secret-77"

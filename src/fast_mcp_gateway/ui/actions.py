@@ -234,6 +234,7 @@ async def save(page: Page) -> Response:
                            errors={}, other=[], name=name, paste="", paste_error=None,
                            unsaved=f"The server was not saved: {why}")
 
+    other: list[str] = []
     if editing is not None:
         try:
             stored, from_env = await stored_settings(page.ctx, name)
@@ -243,15 +244,22 @@ async def save(page: Page) -> Response:
         keep_masked(raw, stored, page.ctx.manager.get(name).config.redacted(), errors,
                     from_env)
         carried = {k: v for k, v in stored.items() if k not in FORM_KEYS}
-        if any(len(v) >= 4 and v in json.dumps(carried) for v in from_env):
-            errors["replicas"] = ("this server's replica settings (instances) take values "
-                                  "from environment variables in servers.yaml, which a "
-                                  "dashboard edit cannot copy: change it in servers.yaml")
+        # Named as what holds them (sec29: an auth: client_secret was said as instances).
+        held = [("replica settings (instances)" if k == "instances" else f"{k} settings")
+                for k, v in carried.items()
+                if any(len(s) >= 4 and s in json.dumps(v) for s in from_env)]
+        if held:
+            why = (f"this server's {' and '.join(held)} take values from environment "
+                   "variables in servers.yaml, which a dashboard edit cannot copy: change it "
+                   "in servers.yaml")
+            if held == ["replica settings (instances)"]:
+                errors["replicas"] = why
+            else:
+                other.append(why)
         raw = carried | raw
     else:
         keep_masked(raw, {}, None, errors)
-    other: list[str] = []
-    if not errors:
+    if not errors and not other:
         try:
             if editing is not None:
                 report = await servers.update_server(page.ctx, page.actor, name, raw)

@@ -172,6 +172,11 @@ def test_a_key_file_others_may_read_or_another_user_wrote_is_refused(tmp_path: P
     key_path.write_text("")
     with pytest.raises(StorageError, match="is empty: write the key back, or delete the file"):
         credential_keys([], str(db), shared=False)
+    key_path.write_bytes(b"\xff\xfe" + bytes(range(128, 192)))
+    with pytest.raises(StorageError) as caught:  # not a UnicodeDecodeError quoting a byte
+        credential_keys([], str(db), shared=False)
+    assert str(caught.value) == f"the credential key {key_path} is not text: write the " \
+        "key back, or set MCP_GATEWAY_CREDENTIAL_KEYS"
 
 
 def test_two_processes_making_the_key_at_once_keep_the_first(

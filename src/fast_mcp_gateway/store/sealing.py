@@ -83,6 +83,9 @@ def key_file(folder: Path) -> str:
             text = found.read().strip()
     except FileNotFoundError:
         pass
+    except UnicodeDecodeError:  # (its words quote a byte of the file)
+        raise StorageError(f"the credential key {path} is not text: write the key back, or "
+                           "set MCP_GATEWAY_CREDENTIAL_KEYS") from None
     except OSError as exc:
         raise StorageError(f"cannot read the credential key {path}: {exc.strerror}; fix its "
                            "permissions, or set MCP_GATEWAY_CREDENTIAL_KEYS") from None

@@ -100,3 +100,36 @@ def test_login_of_a_server_without_oauth_names_those_with_one(tmp_path: Path) ->
 
 
 
+
+
+async def test_logout_forgets_the_sign_in_of_a_server_no_longer_in_the_file(
+        tmp_path: Path) -> None:
+    """A server removed from servers.yaml keeps its sign-in in the store (for when it
+    comes back): ``logout`` still forgets it (sec29: 'no server ... in servers.yaml',
+    and nothing could forget or revoke its tokens)."""
+    from fast_mcp_gateway.store import open_store
+    from fast_mcp_gateway.store.credentials import StoredCredential
+    from fast_mcp_gateway.upstream.oauth_grant import CredentialBook
+
+    db, config = tmp_path / "gateway.db", tmp_path / "servers.yaml"
+    await anyio.Path(config).write_text("servers:\n  plain: {url: 'http://127.0.0.1:9/mcp'}\n")
+    store = await open_store(str(db))
+    try:
+        await CredentialBook([], str(db), lambda: store).save(StoredCredential(
+            server="gone", owner="gateway", issuer=None, token_endpoint=None,
+            revocation_endpoint=None, resource=None, scopes=None, redirect_uri=None,
+            expires_at=None, sealed="", updated_at=1.0, updated_by="cli"),
+            {"tokens": {"access_token": "an-access-token-of-gone"}})
+    finally:
+        await store.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_GATEWAY_")}
+    out = await anyio.run_process(cli("logout", "gone", "--config", str(config), "--db",
+                                      str(db)), env=env, check=False)
+    assert out.returncode == 0, out.stderr
+    assert "'gone' is signed out" in out.stderr.decode()
+    listed = await anyio.run_process(cli("login", "--list", "--db", str(db)), env=env)
+    assert "no stored sign-ins" in listed.stderr.decode()
+    again = await anyio.run_process(cli("logout", "gone", "--config", str(config), "--db",
+                                        str(db)), env=env, check=False)
+    assert again.returncode == 2 and "no server 'gone' with auth: {type: oauth}" in \
+        again.stderr.decode()

@@ -75,9 +75,16 @@ async def _sign(args: argparse.Namespace, settings: Any, store: Any, config: Any
     import anyio
 
     from fast_mcp_gateway.errors import GatewayError
+    from fast_mcp_gateway.store.credentials import OWNER_GATEWAY
     from fast_mcp_gateway.upstream.sign_in import SignIns
     from fast_mcp_gateway.upstream.sign_in_page import back
 
+    if args.command == "logout" and await store.credential(args.server, OWNER_GATEWAY):
+        # Also a server no longer in the file (its sign-in is kept for it: sec29, nothing
+        # could forget or revoke it then).
+        await SignIns(settings, lambda: store).sign_out(args.server)
+        print(f"'{args.server}' is signed out", file=sys.stderr)
+        return 0
     server = config.servers.get(args.server)
     if server is None or server.auth is None or server.auth.type != "oauth":
         oauth = [n for n, s in config.servers.items() if s.auth and s.auth.type == "oauth"]

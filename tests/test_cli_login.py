@@ -86,6 +86,19 @@ async def test_login_from_a_terminal_signs_in_a_running_gateway(tmp_path: Path) 
         assert "'tickets' is signed out" in out.stderr.decode()
         listed = await anyio.run_process(cli("login", "--list", "--db", str(db)), env=env)
         assert "no stored sign-ins" in listed.stderr.decode()
+        # Audited as gateway_sign_in/out are (sec29: a terminal's were not).
+        assert (await audited(db))[:2] == [("cli", "sign_out", "tickets", "forgotten"),
+                                           ("cli", "sign_in", "tickets", "signed in")]
+
+
+async def audited(db: Path) -> list[tuple[str, str, str | None, str | None]]:
+    from fast_mcp_gateway.store import open_store
+
+    store = await open_store(str(db))
+    try:
+        return [(e.actor, e.action, e.target, e.result) for e in await store.audit()]
+    finally:
+        await store.close()
 
 
 def test_login_of_a_server_without_oauth_names_those_with_one(tmp_path: Path) -> None:
@@ -129,6 +142,7 @@ async def test_logout_forgets_the_sign_in_of_a_server_no_longer_in_the_file(
     assert "'gone' is signed out" in out.stderr.decode()
     listed = await anyio.run_process(cli("login", "--list", "--db", str(db)), env=env)
     assert "no stored sign-ins" in listed.stderr.decode()
+    assert await audited(db) == [("cli", "sign_out", "gone", "forgotten")]
     again = await anyio.run_process(cli("logout", "gone", "--config", str(config), "--db",
                                         str(db)), env=env, check=False)
     assert again.returncode == 2 and "no server 'gone' with auth: {type: oauth}" in \

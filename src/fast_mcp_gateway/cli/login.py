@@ -79,24 +79,24 @@ async def _sign(args: argparse.Namespace, settings: Any, store: Any, config: Any
     from fast_mcp_gateway.upstream.sign_in import SignIns
     from fast_mcp_gateway.upstream.sign_in_page import back
 
-    if args.command == "logout" and await store.credential(args.server, OWNER_GATEWAY):
-        # Also a server no longer in the file (its sign-in is kept for it: sec29, nothing
-        # could forget or revoke it then).
-        await SignIns(settings, lambda: store).sign_out(args.server)
-        print(f"'{args.server}' is signed out", file=sys.stderr)
-        return 0
     server = config.servers.get(args.server)
-    if server is None or server.auth is None or server.auth.type != "oauth":
-        oauth = [n for n, s in config.servers.items() if s.auth and s.auth.type == "oauth"]
-        _say(f"no server '{args.server}' with auth: {{type: oauth}} in {config.source} "
-             f"(those with one: {', '.join(oauth) or 'none'})")
-        return 2
+    oauth = server is not None and server.auth is not None and server.auth.type == "oauth"
     sign_ins = SignIns(settings, lambda: store)
-    if args.command == "logout":
+    # Also a server no longer in the file, whose sign-in the store keeps for it (sec29:
+    # nothing could forget or revoke it); audited as the tool is (sec29: it was not).
+    if args.command == "logout" and (oauth or await store.credential(args.server,
+                                                                     OWNER_GATEWAY)):
         gone = await sign_ins.sign_out(args.server)
+        await store.add_audit("cli", "sign_out", args.server, None,
+                              "forgotten" if gone else "none held")
         print(f"'{args.server}' is signed out" if gone else f"'{args.server}' held no "
               "sign-in", file=sys.stderr)
         return 0
+    if not oauth:
+        names = [n for n, s in config.servers.items() if s.auth and s.auth.type == "oauth"]
+        _say(f"no server '{args.server}' with auth: {{type: oauth}} in {config.source} "
+             f"(those with one: {', '.join(names) or 'none'})")
+        return 2
     async with anyio.create_task_group() as tg:
         await tg.start(sign_ins.run)
         try:
@@ -117,6 +117,7 @@ async def _sign(args: argparse.Namespace, settings: Any, store: Any, config: Any
     if error is not None:
         _say(str(error))
         return 1
+    await store.add_audit("cli", "sign_in", args.server, None, "signed in")
     print(f"Signed in to '{args.server}'; the sign-in is kept in {settings.db}",
           file=sys.stderr)
     return 0

@@ -103,11 +103,17 @@ def key_file(folder: Path) -> str:
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as out:
                 out.write(made + "\n")
-            os.link(temp, path)
-        except FileExistsError:
-            return key_file(folder)  # another process made one first: its key
+            try:
+                os.link(temp, path)
+            except FileExistsError:
+                return key_file(folder)  # another process made one first: its key
+            except OSError:  # no hard links on this file system (FAT, some SMB mounts)
+                if os.path.lexists(path):
+                    return key_file(folder)
+                os.replace(temp, path)  # (the race the link closes stays open there)
         finally:
-            os.unlink(temp)
+            if os.path.lexists(temp):
+                os.unlink(temp)
     except OSError as exc:
         raise StorageError(f"cannot write the credential key {path}: {exc.strerror}; make "
                            "the folder writable, or set MCP_GATEWAY_CREDENTIAL_KEYS") from None

@@ -228,3 +228,23 @@ async def test_a_sign_in_the_store_could_not_keep_says_so_on_the_page(
             assert page.status_code == 400
             assert "the sign-in could not be kept (the database at db.example cannot be " \
                    "reached); start it again." in page.text  # not 'did not finish in time'
+
+
+async def test_a_sign_in_refused_by_its_server_does_not_show_the_key_in_its_url(
+        tmp_path: Path) -> None:
+    """Many services' MCP URL is the credential (``/s/<key>/mcp``): the words of a
+    sign-in that fails name the URL masked, as every other error does (sec29: the
+    answer to gateway_sign_in, and the callback page, showed the key)."""
+    from tests.fixtures import alpha_server, serve_http
+
+    key = "Zq8mB3xK9vT2pL7wR4nH"
+    async with serve_http(alpha_server().http_app(path=f"/s/{key}/mcp"),
+                          startup=False) as base:  # it asks for no sign-in
+        gw = gateway(f"{base}/s/{key}/mcp", tmp_path / "gateway.db", free_port())
+        async with running(gw) as client:
+            await state_is(gw, UpstreamState.SIGNED_OUT)
+            with pytest.raises(ToolError) as caught:
+                await client.call_tool("gateway_sign_in", {"name": "tickets"})
+            assert f"{base}/s/***/mcp did not ask for a sign-in (no 401); remove auth: " \
+                   "from its entry if it needs none" in str(caught.value)
+            assert key not in str(caught.value)

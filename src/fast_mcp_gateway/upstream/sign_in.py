@@ -42,6 +42,7 @@ from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.errors import GatewayError, SignInFailed, SignInRequired, UpstreamError
 from fast_mcp_gateway.store.base import StorageError
 from fast_mcp_gateway.store.credentials import OWNER_GATEWAY, StoredCredential
+from fast_mcp_gateway.telemetry.redaction import mask_text
 from fast_mcp_gateway.upstream.bearer import forget_tokens
 from fast_mcp_gateway.upstream.oauth_grant import (
     BOOK,
@@ -159,8 +160,8 @@ class _Flow:
                 async with httpx2.AsyncClient(auth=self._provider, timeout=30) as http:
                     await http.post(url, json=_PROBE, headers=_PROBE_HEADERS)
             if storage.tokens is None:
-                raise self._fail(f"{url} did not ask for a sign-in (no 401); remove auth: "
-                                 "from its entry if it needs none")
+                raise self._fail(f"{mask_text(url)} did not ask for a sign-in (no 401); "
+                                 "remove auth: from its entry if it needs none")
             await self._store(book, storage)
         except GatewayError as exc:  # (a store's error has no detail: the page said "in time")
             self.error = exc if isinstance(exc, UpstreamError) else self._fail(
@@ -176,8 +177,9 @@ class _Flow:
             self.error = self._fail("its authorization server refused the authorization "
                                     "code (token exchange); start the sign-in again")
         except httpx2.HTTPError as exc:
-            self.error = self._fail(f"cannot reach {url} or its authorization server "
-                                    f"({type(exc).__name__}); check url: and try again")
+            self.error = self._fail(f"cannot reach {mask_text(url)} or its authorization "
+                                    f"server ({type(exc).__name__}); check url: and try "
+                                    "again")
         except Exception as exc:  # noqa: BLE001 - the SDK's texts may quote secrets
             self.error = self._fail(f"the sign-in failed ({type(exc).__name__}); start it "
                                     "again")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from fast_mcp_gateway.config.loader import parse_config
+from fast_mcp_gateway.config.loader import parse_config, parse_registration
 from fast_mcp_gateway.errors import ConfigError
 from fast_mcp_gateway.telemetry.redaction import mask_text
 
@@ -117,3 +117,8 @@ def test_a_variables_value_is_not_echoed_in_a_refusal() -> None:
         for allowed in (None, ["SECRET"]):  # servers.yaml, a runtime registration
             text = problem(entry, env_allow=allowed)
             assert said in text and ENV["SECRET"] not in text, text
+    with pytest.raises(ConfigError) as caught:  # added at run time: a relative path
+        parse_registration("x", {"url": URL, "tls": {"ca_file": "${SECRET}"}},
+                           source="gateway_add_server", env_allow=["SECRET"], environ=ENV)
+    text = str(caught.value)
+    assert "field 'tls.ca_file': *** is a relative path" in text and ENV["SECRET"] not in text, text

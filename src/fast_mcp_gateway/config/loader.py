@@ -380,7 +380,7 @@ class _Validation:
                 if isinstance(item, dict) else item for i, item in enumerate(instances)]
         if values.get("tls") is not None:
             values["tls"] = placed(values["tls"], self.folder, self.runtime,
-                                   lambda f, m: self.fail(name, f, m))
+                                   lambda f, m: self.fail(name, f, mask_secrets(m, secrets)))
         if len(self.issues) > before:
             return None
         try:

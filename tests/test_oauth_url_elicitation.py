@@ -9,6 +9,7 @@ the "person": it follows the link with an HTTP client, then accepts.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -18,9 +19,11 @@ import mcp_types as types
 import pytest
 from fastmcp import Client
 from fastmcp.client.elicitation import ElicitResult
+from fastmcp.client.transports import StdioTransport
 from fastmcp.exceptions import ToolError
 
 from fast_mcp_gateway.upstream.model import UpstreamState
+from tests.fixtures import PY
 from tests.oauth_servers import person_signs_in, signing_upstream
 from tests.test_oauth_sign_in import free_port, gateway, replica, sign_in, state_is
 
@@ -149,3 +152,47 @@ async def test_a_host_that_declines_gets_the_words(tmp_path: Path, mode: str,
             assert "mcp-gateway login tickets" in text and "state=" not in text
             assert len(person.asked) == 1
             assert replica(gw).state is UpstreamState.SIGNED_OUT
+
+
+async def _state(client: Client[Any]) -> str:
+    listed = (await client.call_tool("gateway_list_servers", {"detail": True})
+              ).structured_content
+    assert listed is not None
+    (tickets,) = [s for s in listed["servers"] if s["name"] == "tickets"]
+    return str(tickets["state"])
+
+
+async def _until_state(client: Client[Any], state: str) -> None:
+    with anyio.fail_after(60):
+        while await _state(client) != state:  # each a round trip: the condition, polled
+            pass
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_the_stdio_express_lane_asks_too(tmp_path: Path, mode: str) -> None:
+    """A ``serve`` subprocess (its stdio lane answers the calls, JSON, not FastMCP)."""
+    db, port = tmp_path / "gateway.db", free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_GATEWAY_")}
+    async with signing_upstream() as (_provider, url):
+        config = tmp_path / "servers.yaml"
+        await anyio.Path(config).write_text(
+            f"servers:\n  tickets: {{url: '{url}', auth: {{type: oauth}}}}\n")
+        first = gateway(url, db, port)  # a sign-in stored, so its tools are listed
+        async with Client(first.server) as admin:
+            await state_is(first, UpstreamState.SIGNED_OUT)
+            await person_signs_in(await sign_in(admin))
+            await state_is(first, UpstreamState.READY)
+        person = Person()
+        transport = StdioTransport(PY, ["-m", "fast_mcp_gateway", "serve", "--config",
+                                        str(config), "--db", str(db), "--log-level",
+                                        "WARNING"], keep_alive=False,
+                                   env={**env, "MCP_GATEWAY_OAUTH_CALLBACK_PORT": str(port)})
+        async with Client(transport, mode=mode, elicitation_handler=person) as client:
+            await _until_state(client, "ready")
+            assert (await client.call_tool("tickets_add", {"a": 1, "b": 1})).data == 2
+            await client.call_tool("gateway_sign_out", {"name": "tickets"})
+            await _until_state(client, "signed_out")
+            assert (await client.call_tool("tickets_add", {"a": 2, "b": 3})).data == 5
+            [asked] = person.asked
+            assert "Sign in to 'tickets'" in asked.message
+            assert await _state(client) == "ready"

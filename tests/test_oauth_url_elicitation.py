@@ -23,7 +23,7 @@ from fastmcp.client.transports import StdioTransport
 from fastmcp.exceptions import ToolError
 
 from fast_mcp_gateway.upstream.model import UpstreamState
-from tests.fixtures import PY
+from tests.fixtures import PY, serve_http
 from tests.oauth_servers import person_signs_in, signing_upstream
 from tests.test_oauth_sign_in import free_port, gateway, replica, sign_in, state_is
 
@@ -196,3 +196,18 @@ async def test_the_stdio_express_lane_asks_too(tmp_path: Path, mode: str) -> Non
             [asked] = person.asked
             assert "Sign in to 'tickets'" in asked.message
             assert await _state(client) == "ready"
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_an_http_host_is_asked_too(tmp_path: Path, mode: str) -> None:
+    """Over the gateway's streamable HTTP (its HTTP express lane answers the calls)."""
+    async with signing_upstream() as (_provider, url):
+        gw = gateway(url, tmp_path / "gateway.db", free_port())
+        async with serve_http(gw.http_app()) as base:
+            await signed_out(gw)
+            person = Person()
+            async with Client(f"{base}/mcp", mode=mode, elicitation_handler=person) as client:
+                assert (await client.call_tool("tickets_add", {"a": 2, "b": 3})).data == 5
+                assert len(person.asked) == 1
+            async with Client(f"{base}/mcp", mode=mode) as plain:  # signed in: no question
+                assert (await plain.call_tool("tickets_add", {"a": 1, "b": 1})).data == 2

@@ -22,10 +22,15 @@ from fastmcp.client.elicitation import ElicitResult
 from fastmcp.client.transports import StdioTransport
 from fastmcp.exceptions import ToolError
 
+from fast_mcp_gateway import Gateway
+from fast_mcp_gateway.config.loader import parse_config
+from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.upstream.model import UpstreamState
-from tests.fixtures import PY, serve_http
+from fast_mcp_gateway.upstream.transports import default_transport
+from tests.fixtures import FAST_RESTART, PY, serve_http
 from tests.oauth_servers import person_signs_in, signing_upstream
 from tests.test_oauth_sign_in import free_port, gateway, replica, sign_in, state_is
+from tests.test_ui_browser import BOB, OPS
 
 pytestmark = pytest.mark.anyio
 
@@ -198,16 +203,40 @@ async def test_the_stdio_express_lane_asks_too(tmp_path: Path, mode: str) -> Non
             assert await _state(client) == "ready"
 
 
+def _with_tokens(url: str, db: Path, port: int) -> Gateway:
+    config = parse_config({"gateway": {"auth": {"tokens": [
+        {"name": "ops", "token": OPS, "scopes": ["admin"]},
+        {"name": "bob", "token": BOB, "scopes": ["tools"]}]}},
+        "servers": {"tickets": {"url": url, "auth": {"type": "oauth"}}}}, source="test")
+    return Gateway(config, GatewaySettings(
+        connect_timeout=10.0, db=str(db), startup_wait=600.0, call_timeout=60,
+        oauth_callback_port=port), restart=FAST_RESTART, transport_factory=default_transport)
+
+
 @pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
-async def test_an_http_host_is_asked_too(tmp_path: Path, mode: str) -> None:
-    """Over the gateway's streamable HTTP (its HTTP express lane answers the calls)."""
+async def test_an_http_host_is_asked_when_its_token_may_sign_in(tmp_path: Path,
+                                                                 mode: str) -> None:
+    """Over the gateway's streamable HTTP (its HTTP express lane answers the calls): the
+    sign-in serves every caller, so only a caller who may sign in (scope ``admin``, as
+    for ``gateway_sign_in``) is asked; one with ``tools`` only gets the words."""
     async with signing_upstream() as (_provider, url):
-        gw = gateway(url, tmp_path / "gateway.db", free_port())
+        gw = _with_tokens(url, tmp_path / "gateway.db", free_port())
         async with serve_http(gw.http_app()) as base:
-            await signed_out(gw)
-            person = Person()
-            async with Client(f"{base}/mcp", mode=mode, elicitation_handler=person) as client:
-                assert (await client.call_tool("tickets_add", {"a": 2, "b": 3})).data == 5
-                assert len(person.asked) == 1
-            async with Client(f"{base}/mcp", mode=mode) as plain:  # signed in: no question
-                assert (await plain.call_tool("tickets_add", {"a": 1, "b": 1})).data == 2
+            async with Client(f"{base}/mcp", auth=OPS) as admin:  # signed in, then out
+                await state_is(gw, UpstreamState.SIGNED_OUT)
+                await person_signs_in(await sign_in(admin))
+                await state_is(gw, UpstreamState.READY)
+                await admin.call_tool("gateway_sign_out", {"name": "tickets"})
+                await state_is(gw, UpstreamState.SIGNED_OUT)
+            bobs = Person()
+            async with Client(f"{base}/mcp", mode=mode, auth=BOB,
+                              elicitation_handler=bobs) as bob:
+                with pytest.raises(ToolError, match="gateway_sign_in"):
+                    await bob.call_tool("tickets_add", {"a": 2, "b": 3})
+                assert not bobs.asked
+                ops = Person()
+                async with Client(f"{base}/mcp", mode=mode, auth=OPS,
+                                  elicitation_handler=ops) as client:
+                    assert (await client.call_tool("tickets_add", {"a": 2, "b": 3})).data == 5
+                    assert len(ops.asked) == 1
+                assert (await bob.call_tool("tickets_add", {"a": 1, "b": 1})).data == 2

@@ -17,12 +17,14 @@ sign-in):
   with the answer waits for the sign-in, and runs without that state (it is the
   gateway's, not the upstream's).
 
-The wait is bounded by the sign-in's own (``sign_in.FLOW_SECONDS``, 10 minutes), then
-by a call timeout for the server to connect; the host's cancellation ends it.  A host
-that declines or cancels, or declared no URL mode, gets the words it got before (sign
-in with ...).  The link carries the flow's ``state`` and PKCE challenge: it goes to the
-host only -- never a log, record or error text (the asking round is not recorded:
-``CallPipeline._answered``).
+Only a caller who may sign the server in is asked (scope ``admin``, under a
+``gateway.admin`` allowing changes: as ``gateway_sign_in``; stdio's host may): the
+sign-in serves every caller.  The wait is bounded by the sign-in's own
+(``sign_in.FLOW_SECONDS``, 10 minutes), then by a call timeout for the server to
+connect; the host's cancellation ends it.  A host that declines or cancels, or declared
+no URL mode, gets the words it got before (sign in with ...).  The link carries the
+flow's ``state`` and PKCE challenge: it goes to the host only -- never a log, record or
+error text (the asking round is not recorded: ``CallPipeline._answered``).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import mcp_types as types
 from fast_mcp_gateway.errors import SignInRequired
 from fast_mcp_gateway.front.parkable import Parkable
 from fast_mcp_gateway.upstream.model import UpstreamState
-from fast_mcp_gateway.upstream.sign_in import Pending, current_sign_ins
+from fast_mcp_gateway.upstream.sign_in import Pending, SignIns, current_sign_ins
 from fast_mcp_gateway.upstream.url_asks import teller
 
 logger = logging.getLogger(__name__)
@@ -57,6 +59,17 @@ def _url_mode(call: Parkable) -> bool:
 def _signed_out(call: Parkable) -> bool:
     replicas = call.service.replicas
     return bool(replicas) and all(r.state is UpstreamState.SIGNED_OUT for r in replicas)
+
+
+def _may_sign_in(call: Parkable, sign_ins: SignIns) -> bool:
+    """Whether the caller may sign the server in, as for ``gateway_sign_in``: scope
+    ``admin`` (the sign-in serves every caller: one with ``tools`` only must not put
+    its own upstream account behind everyone's calls), under a ``gateway.admin`` that
+    allows changes."""
+    if not call.principal.has("admin"):
+        return False
+    manager = sign_ins.manager
+    return manager is None or bool(manager.config.options.allows_admin("mutate"))
 
 
 def _params(server: str, pending: Pending, modern: bool) -> types.ElicitRequestURLParams:
@@ -93,7 +106,8 @@ async def ask_to_sign_in(call: Parkable, asking: Any) -> Any | None:
         await _continued(call, asking)
         return None
     sign_ins = current_sign_ins()
-    if sign_ins is None or not _signed_out(call) or not _url_mode(call):
+    if sign_ins is None or not _signed_out(call) or not _url_mode(call) \
+            or not _may_sign_in(call, sign_ins):
         return None
     if front.is_modern:
         pending = await sign_ins.start(call.service.config, _by(call))

@@ -268,6 +268,11 @@ class SignIns:
         logging.getLogger("mcp.client.auth").setLevel(logging.CRITICAL + 1)
 
     @property
+    def manager(self) -> Any:
+        """The gateway's ``UpstreamManager`` (None in ``mcp-gateway login``)."""
+        return self._manager
+
+    @property
     def redirect_uri(self) -> str:
         return f"http://127.0.0.1:{self.port}{CALLBACK_PATH}"
 

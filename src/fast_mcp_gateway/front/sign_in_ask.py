@@ -29,6 +29,7 @@ error text (the asking round is not recorded: ``CallPipeline._answered``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -109,13 +110,16 @@ async def ask_to_sign_in(call: Parkable, asking: Any) -> Any | None:
     if sign_ins is None or not _signed_out(call) or not _url_mode(call) \
             or not _may_sign_in(call, sign_ins):
         return None
+    if not front.is_modern and not asking.bridges_asks(call):
+        return None  # no stream to ask on: the words
+    # (the link is not logged: its state and PKCE challenge are the sign-in's)
+    logger.info("upstream %s: signed out; asking the host of a call to sign in (URL "
+                "elicitation)", server)
     if front.is_modern:
         pending = await sign_ins.start(call.service.config, _by(call))
         return asking.shows(types.InputRequiredResult(
             input_requests={KEY: types.ElicitRequest(params=_params(server, pending, True))},
             request_state=f"{STATE_PREFIX}{server}"))
-    if not asking.bridges_asks(call):
-        return None  # no stream to ask on: the words
     pending = await sign_ins.start(call.service.config, _by(call))
     params = _params(server, pending, False)
     shown = asking.shows(types.InputRequiredResult(
@@ -126,8 +130,8 @@ async def ask_to_sign_in(call: Parkable, asking: Any) -> Any | None:
     await _signed_in(call, pending)
     tell = teller(front)
     if tell is not None and params.elicitation_id is not None:
-        with anyio.move_on_after(_TELL_WITHIN):
-            await tell(params.elicitation_id)
+        with contextlib.suppress(Exception), anyio.move_on_after(_TELL_WITHIN):
+            await tell(params.elicitation_id)  # (best effort: a host gone is not told)
     return None
 
 

@@ -27,7 +27,7 @@ from fast_mcp_gateway.config.loader import parse_config
 from fast_mcp_gateway.config.settings import GatewaySettings
 from fast_mcp_gateway.upstream.model import UpstreamState
 from fast_mcp_gateway.upstream.transports import default_transport
-from tests.fixtures import FAST_RESTART, PY, serve_http
+from tests.fixtures import FAST_RESTART, PY, serve_http, until
 from tests.oauth_servers import person_signs_in, signing_upstream
 from tests.test_oauth_sign_in import free_port, gateway, replica, sign_in, state_is
 from tests.test_ui_browser import BOB, OPS
@@ -103,8 +103,11 @@ async def test_a_call_asks_the_host_to_sign_in_and_then_runs(
             if mode == "legacy":  # told the flow is done, by the id it was given
                 assert asked.elicitation_id and asked.elicitation_id.startswith(
                     "sign-in-tickets-")
-                done = [m for m in seen if isinstance(m, types.ElicitCompleteNotification)]
-                assert [d.params.elicitation_id for d in done] == [asked.elicitation_id]
+                def done() -> list[str]:
+                    return [m.params.elicitation_id for m in seen
+                            if isinstance(m, types.ElicitCompleteNotification)]
+                await until(done)  # (a host's handlers run as tasks of their own)
+                assert done() == [asked.elicitation_id]
             else:
                 assert asked.elicitation_id is None  # (the 2026-07-28 era has none)
             # Signed in now: the next call asks nothing.

@@ -67,14 +67,14 @@ class Pending:
     server: str
     url: str
     expires_at: float
-    _flow: Any = field(default=None, compare=False, repr=False)
+    _flow: _Flow | None = field(default=None, compare=False, repr=False)
 
     async def ended(self) -> GatewayError | None:
         """Wait for this sign-in to end: its error, or None (signed in)."""
         if self._flow is None:
             return None
         await self._flow.done.wait()
-        return self._flow.error  # type: ignore[no-any-return]
+        return self._flow.error
 
 
 class _FlowStorage:

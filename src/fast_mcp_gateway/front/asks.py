@@ -68,7 +68,15 @@ class Asking(Protocol[C, R]):
 async def send_asking(parking: Parking | None, call: C, asking: Asking[C, R],
                       conclude: Conclude | None = None) -> R:
     """Send ``call`` upstream through its encoding, parked for MRTR when it must be
-    (lazily with ``conclude``, the pipeline's tail: see ``Parking.send``)."""
+    (lazily with ``conclude``, the pipeline's tail: see ``Parking.send``).  A call of
+    a server with ``auth: {type: oauth}`` may first ask its host to sign in
+    (``sign_in_ask``, imported only then)."""
+    auth = cast(Parkable, call).service.config.auth
+    if auth is not None and auth.type == "oauth":
+        from fast_mcp_gateway.front.sign_in_ask import ask_to_sign_in
+
+        if (shown := await ask_to_sign_in(cast(Parkable, call), asking)) is not None:
+            return cast(R, shown)
     if parking is not None and parking.takes(cast(Parkable, call)):
         return await parking.send(cast(Parkable, call), asking, conclude)
     return await asking.send(call)

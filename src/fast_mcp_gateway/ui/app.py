@@ -63,11 +63,11 @@ def favicon_group() -> RouteGroup:
 def dashboard_routes(ui: Ui) -> list[BaseRoute]:
     from starlette.staticfiles import StaticFiles
 
-    from fast_mcp_gateway.ui import actions, alerts, inspector, live, logs, pages
+    from fast_mcp_gateway.ui import actions, alerts, inspector, live, logs, pages, sign_in
     from fast_mcp_gateway.ui.core import HERE
 
     return [*pages.routes(ui), *actions.routes(ui), *live.routes(ui), *logs.routes(ui),
-            *inspector.routes(ui), *alerts.routes(ui),
+            *inspector.routes(ui), *alerts.routes(ui), *sign_in.routes(ui),
             Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static")]
 
 

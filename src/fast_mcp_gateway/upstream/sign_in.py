@@ -30,7 +30,7 @@ import logging
 import socket
 import time
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qs, urljoin, urlsplit
 
@@ -69,6 +69,14 @@ class Pending:
     server: str
     url: str
     expires_at: float
+    _flow: _Flow | None = field(default=None, compare=False, repr=False)
+
+    async def ended(self) -> GatewayError | None:
+        """Wait for this sign-in to end: its error, or None (signed in)."""
+        if self._flow is None:
+            return None
+        await self._flow.done.wait()
+        return self._flow.error
 
 
 class _FlowStorage:
@@ -109,7 +117,7 @@ class _Flow:
     @property
     def pending(self) -> Pending:
         assert self.url is not None
-        return Pending(self.server, self.url, self.expires_at)
+        return Pending(self.server, self.url, self.expires_at, self)
 
     def _fail(self, message: str) -> SignInFailed:
         return SignInFailed(self.server, message)
@@ -264,6 +272,11 @@ class SignIns:
         logging.getLogger("mcp.client.auth").setLevel(logging.CRITICAL + 1)
 
     @property
+    def manager(self) -> Any:
+        """The gateway's ``UpstreamManager`` (None in ``mcp-gateway login``)."""
+        return self._manager
+
+    @property
     def redirect_uri(self) -> str:
         return f"http://127.0.0.1:{self.port}{CALLBACK_PATH}"
 
@@ -312,6 +325,11 @@ class SignIns:
         if flow.error is not None:
             raise flow.error
         return flow.pending
+
+    def pending(self, server: str) -> bool:
+        """Whether a sign-in of ``server`` waits for its person."""
+        flow = self._flows.get(server)
+        return flow is not None and not flow.done.is_set()
 
     async def finished(self, server: str) -> GatewayError | None:
         """Wait for ``server``'s pending sign-in to end; its error, or None."""

@@ -51,7 +51,7 @@ class FrontCall(Protocol):
     session: ServerSession | None
 
 
-def _teller(caller: FrontCall) -> Tell | None:
+def teller(caller: FrontCall) -> Tell | None:
     """How to send ``caller``'s host the notification for an id; ``None`` when it has
     no stream for it (a 2026-07-28 host, or nothing to reach)."""
     if caller.is_modern:
@@ -93,7 +93,7 @@ class UrlAsks:
                 self._keep(ask["elicitationId"], caller, label)
 
     def _keep(self, elicitation_id: str, caller: FrontCall, label: str) -> None:
-        tell = _teller(caller)
+        tell = teller(caller)
         if tell is None:
             return
         self._hosts[elicitation_id] = tell

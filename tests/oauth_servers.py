@@ -131,10 +131,11 @@ async def issuer_and_upstream(issuer: Issuer, gate: Gate | None = None
 
 
 @contextlib.asynccontextmanager
-async def signing_upstream() -> AsyncIterator[tuple[Any, str]]:
+async def signing_upstream(gate: Gate | None = None) -> AsyncIterator[tuple[Any, str]]:
     """A FastMCP server behind fastmcp's in-memory authorization server (RFC 9728/8414
     metadata, dynamic registration, ``/authorize`` approving at once, PKCE, refresh),
-    on 127.0.0.1; yield (its ``InMemoryOAuthProvider``, its MCP URL)."""
+    on 127.0.0.1; yield (its ``InMemoryOAuthProvider``, its MCP URL).  Its tool ``hold``
+    waits on ``gate`` (a call in flight, held by the test)."""
     import socket
 
     import uvicorn
@@ -154,6 +155,14 @@ async def signing_upstream() -> AsyncIterator[tuple[Any, str]]:
     def add(a: int, b: int) -> int:
         """Add two numbers."""
         return a + b
+
+    @mcp.tool
+    async def hold(n: int) -> int:
+        """Runs until the test releases it."""
+        if gate is not None:
+            gate.arrived[n].set()
+            await gate.release.wait()
+        return n
 
     server = uvicorn.Server(uvicorn.Config(mcp.http_app(path="/mcp"), log_level="warning",
                                            log_config=None, lifespan="on"))

@@ -42,9 +42,11 @@ from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.errors import GatewayError, SignInFailed, SignInRequired
 from fast_mcp_gateway.store.credentials import OWNER_GATEWAY, StoredCredential
 from fast_mcp_gateway.upstream.bearer import forget_tokens
+from fast_mcp_gateway.upstream.model import UpstreamState
 from fast_mcp_gateway.upstream.oauth_grant import (
     BOOK,
     CredentialBook,
+    at_utc,
     changed_settings,
     signed_in_under,
 )
@@ -370,10 +372,14 @@ class SignIns:
         if found is not None:
             await revoke(server, *found)
         gone = await self.book.forget(server) > 0
-        forget_tokens(server)
+        # A session held lets its calls in flight finish; new calls are told these words.
+        forget_tokens(server, SignInRequired(server, f"signed out at {at_utc(time.time())}",
+                                             self.book.signed_in_event(server)))
         if self._manager is not None and server in self._manager.services:
             for replica in self._manager.get(server).replicas:
-                replica.reconnect()
+                if replica.state is not UpstreamState.READY and \
+                        replica.state is not UpstreamState.SIGNED_OUT:
+                    replica.reconnect()  # (an attempt under way would use the old token)
         logger.info("upstream %s: signed out", server)
         return gone
 

@@ -130,12 +130,34 @@ async def issuer_and_upstream(issuer: Issuer, gate: Gate | None = None
         yield as_base, f"{up_base}/mcp"
 
 
+class TokenFault:
+    """What the token endpoint answers instead of itself while ``answer`` is set (a
+    proxy's page, an empty body): (status, content type, body); ``seen`` counts them."""
+
+    def __init__(self) -> None:
+        self.answer: tuple[int, str, bytes] | None = None
+        self.seen = 0
+
+    def around(self, app: Any) -> Any:
+        async def asgi(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http" and scope["path"] == "/token" \
+                    and self.answer is not None:
+                self.seen += 1
+                status, kind, body = self.answer
+                await Response(body, status, media_type=kind)(scope, receive, send)
+                return
+            await app(scope, receive, send)
+        return asgi
+
+
 @contextlib.asynccontextmanager
-async def signing_upstream(gate: Gate | None = None) -> AsyncIterator[tuple[Any, str]]:
+async def signing_upstream(gate: Gate | None = None, fault: TokenFault | None = None
+                           ) -> AsyncIterator[tuple[Any, str]]:
     """A FastMCP server behind fastmcp's in-memory authorization server (RFC 9728/8414
     metadata, dynamic registration, ``/authorize`` approving at once, PKCE, refresh),
     on 127.0.0.1; yield (its ``InMemoryOAuthProvider``, its MCP URL).  Its tool ``hold``
-    waits on ``gate`` (a call in flight, held by the test)."""
+    waits on ``gate`` (a call in flight, held by the test); ``fault`` stands in front of
+    its token endpoint."""
     import socket
 
     import uvicorn
@@ -164,8 +186,10 @@ async def signing_upstream(gate: Gate | None = None) -> AsyncIterator[tuple[Any,
             await gate.release.wait()
         return n
 
-    server = uvicorn.Server(uvicorn.Config(mcp.http_app(path="/mcp"), log_level="warning",
-                                           log_config=None, lifespan="on"))
+    app = mcp.http_app(path="/mcp")
+    server = uvicorn.Server(uvicorn.Config(fault.around(app) if fault else app,
+                                           log_level="warning", log_config=None,
+                                           lifespan="on"))
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve, [sock])
         try:

@@ -12,8 +12,12 @@ each time: a token stored meanwhile (another process's ``login``, a refresh by a
 gateway on the same PostgreSQL) is taken as it is; a due one is refreshed at the stored
 token endpoint with the stored client and ``resource`` (RFC 8707: the same as at the
 sign-in), and the row updated.  No row, no refresh token, or a refresh the
-authorization server refuses (``invalid_grant``...) is ``SignInRequired``: the replica
-is ``signed_out`` until someone signs in (``CredentialBook.signed_in_event``).
+authorization server refuses with a code saying the grant is dead (``invalid_grant``,
+``invalid_client``, ``unauthorized_client``) is ``SignInRequired``: the replica is
+``signed_out`` until someone signs in (``CredentialBook.signed_in_event``).  Any other
+answer (a proxy's HTML page, an empty 400) keeps the tokens: ``SignInFailed``
+(retryable: the supervisor's backoff) quoting the status and the answer's first
+characters, masked.
 """
 
 from __future__ import annotations
@@ -44,6 +48,10 @@ from fast_mcp_gateway.upstream.token_grants import TOKEN_TIMEOUT, Token, error_c
 logger = logging.getLogger(__name__)
 
 _REFUSED = frozenset({"invalid_grant", "invalid_client", "unauthorized_client"})
+"""The OAuth error codes (RFC 6749 5.2) that say the sign-in is dead: only these sign
+out.  Any other answer -- a proxy's page, an empty body, another code, 5xx -- is a
+transient failure: the tokens are kept and the refresh tried again."""
+_SHOWN = 60  # characters of an answer that is no token, quoted (masked) in the error
 
 
 class CredentialBook:
@@ -121,6 +129,18 @@ def changed_settings(stored: Any, now: dict[str, Any]) -> list[str]:
     if not isinstance(stored, dict):
         return []
     return [name for name, value in now.items() if stored.get(name) != value]
+
+
+def _quoted(response: httpx2.Response) -> str:
+    """The first characters of an answer that is no token (secrets masked)."""
+    from fast_mcp_gateway.telemetry.redaction import mask_text
+
+    text = " ".join(response.content[:_SHOWN * 4].decode(errors="replace").split())
+    if not text:
+        return "an empty body"
+    kind = response.headers.get("content-type", "").partition(";")[0].strip() or "no type"
+    text = mask_text(text)  # before the cut: a secret cut short would not match
+    return f"{kind}: {text[:_SHOWN]!r}{'...' if len(text) > _SHOWN else ''}"
 
 
 class RefreshGrant:
@@ -224,7 +244,7 @@ class RefreshGrant:
         except ValueError:
             data = None
         code = error_code(data)
-        if response.status_code in (400, 401) and (code in _REFUSED or code is None):
+        if response.status_code in (400, 401) and code in _REFUSED:
             if (newer := await self._refreshed_meanwhile(book, tokens)) is not None:
                 return newer  # another gateway rotated that refresh token first: its tokens
             why = (f"its refresh was refused by {row.issuer or endpoint} at "
@@ -237,10 +257,14 @@ class RefreshGrant:
         token = token_of(data, self._clock()) if response.status_code == 200 \
             and isinstance(data, dict) else None
         if token is None:
+            logger.warning("upstream %s: refresh at %s answered HTTP %d, not a token: "
+                           "sign-in kept, tried again", self.server, endpoint,
+                           response.status_code)
             raise SignInFailed(
                 self.server, f"its authorization server at {endpoint} answered HTTP "
-                f"{response.status_code}{f' ({code})' if code else ''} to a refresh, not a "
-                "token; the gateway tries again", retryable=response.status_code >= 500)
+                f"{response.status_code} to a refresh, not a token "
+                f"({f'error {code}' if code else _quoted(response)}); the sign-in is kept "
+                "and the gateway tries again", retryable=True)
         refresh = token.refresh or tokens["refresh_token"]  # RFC 6749 6: may keep the old
         await book.save(
             StoredCredential(**{**row.__dict__, "expires_at": token.expires_at,

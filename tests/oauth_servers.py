@@ -42,6 +42,8 @@ class Issuer:
         self.requests: list[dict[str, str]] = []
         self.refuse_with: tuple[int, dict[str, Any]] | None = None  # the next answers
         self.accepted = True  # whether the upstream accepts the tokens it issues
+        self.secret = CLIENT_SECRET  # the client's secret as the server knows it
+        self.secrets: list[str | None] = []  # the secret each token request came with
         self.base = ""
         self._n = itertools.count(1)
 
@@ -64,7 +66,8 @@ class Issuer:
         if basic.startswith("Basic "):
             client_id, _, secret = base64.b64decode(basic[6:]).decode().partition(":")
             client_id, secret = unquote(client_id), unquote(secret)
-        if (client_id, secret) != (CLIENT_ID, CLIENT_SECRET):
+        self.secrets.append(secret)
+        if (client_id, secret) != (CLIENT_ID, self.secret):
             return JSONResponse({"error": "invalid_client",
                                  "error_description": f"bad secret {secret}"}, 401)
         if form.get("grant_type") != "client_credentials":

@@ -43,6 +43,7 @@ from fast_mcp_gateway.store.credentials import (
     StoredCredential,
 )
 from fast_mcp_gateway.store.sealing import CredentialSeal, SealBroken, credential_keys
+from fast_mcp_gateway.telemetry.redaction import CALLERS
 from fast_mcp_gateway.upstream.token_grants import TOKEN_TIMEOUT, Token, error_code, token_of
 
 logger = logging.getLogger(__name__)
@@ -118,7 +119,8 @@ def signed_in_under(url: str, auth: Any) -> dict[str, Any]:
     """The settings a sign-in is made under, kept (sealed) with it: a sign-in made under
     others -- a reload changed ``url:``, ``auth.client_id``, ``auth.issuer`` or
     ``auth.scopes`` -- is no sign-in (its token is not sent to another server or under
-    another client; a person signs in again)."""
+    another client; a person signs in again).  ``auth.client_secret`` is not one: a new
+    secret of the same client does not sign anyone out (the refresh sends it)."""
     return {"url": url, "auth.client_id": auth.client_id, "auth.issuer": auth.issuer,
             "auth.scopes": sorted(auth.scopes)}
 
@@ -150,6 +152,7 @@ class RefreshGrant:
                  clock: Callable[[], float] = time.time) -> None:
         self.server, self.url, self._clock = server, url, clock
         self.settings = signed_in_under(url, auth)
+        self.client_id, self.client_secret = auth.client_id, auth.client_secret
 
     def _required(self, why: str, seen: float | None = None) -> SignInRequired:
         book = BOOK.get()
@@ -187,8 +190,6 @@ class RefreshGrant:
                            refresh=tokens.get("refresh_token"))
             fresh = stored.renew_at is None or self._clock() < stored.renew_at
             if fresh and (current is None or current.access != access):
-                from fast_mcp_gateway.telemetry.redaction import CALLERS
-
                 CALLERS.add([access, *([stored.refresh] if stored.refresh else [])])
                 return stored  # stored meanwhile (a sign-in, another gateway's refresh)
         if not tokens.get("refresh_token"):
@@ -209,8 +210,6 @@ class RefreshGrant:
         access, refresh = tokens.get("access_token"), tokens.get("refresh_token")
         if found is None or not access or refresh == used.get("refresh_token"):
             return None
-        from fast_mcp_gateway.telemetry.redaction import CALLERS
-
         CALLERS.add([access, *([refresh] if refresh else [])])
         return Token(access=access, expires_at=found[0].expires_at,
                      lifetime=tokens.get("lifetime"), refresh=refresh)
@@ -218,6 +217,11 @@ class RefreshGrant:
     async def _refresh(self, book: CredentialBook, row: StoredCredential,
                        secrets: dict[str, Any]) -> Token:
         client, tokens = secrets.get("client") or {}, secrets["tokens"]
+        if self.client_secret and client.get("client_id") == self.client_id:
+            # The configured client's secret now: a rotated one (config edited and
+            # reloaded) refreshes this sign-in; the one stored at the sign-in is old.
+            CALLERS.add([self.client_secret])
+            client = {**client, "client_secret": self.client_secret}
         endpoint = row.token_endpoint
         if not endpoint or not client.get("client_id"):
             raise self._required("its stored sign-in names no token endpoint")
@@ -269,8 +273,9 @@ class RefreshGrant:
         await book.save(
             StoredCredential(**{**row.__dict__, "expires_at": token.expires_at,
                                 "updated_at": self._clock(), "updated_by": "refresh"}),
-            {**secrets, "tokens": {"access_token": token.access, "refresh_token": refresh,
-                                   "lifetime": token.lifetime}})
+            {**secrets, "client": client,
+             "tokens": {"access_token": token.access, "refresh_token": refresh,
+                        "lifetime": token.lifetime}})
         logger.info("upstream %s: token refreshed at %s%s", self.server, endpoint,
                     f" (valid {token.lifetime:.0f} s)" if token.lifetime else "")
         return Token(access=token.access, expires_at=token.expires_at,

@@ -19,7 +19,7 @@ from fast_mcp_gateway.admin.scope import actor
 from fast_mcp_gateway.admin.server_tools import ServerName
 from fast_mcp_gateway.errors import AdminError
 from fast_mcp_gateway.upstream.sign_in import SignIns, current_sign_ins
-from fast_mcp_gateway.upstream.sign_in_page import back
+from fast_mcp_gateway.upstream.sign_in_page import back, valid_for
 
 
 class SignInLink(BaseModel):
@@ -58,11 +58,13 @@ async def sign_in(ctx: AdminContext, name: ServerName) -> SignInLink:
     sign_ins = _sign_ins(name)
     pending = await sign_ins.start(service.config, who.id)
     await ctx.audit(who, "sign_in", name, None, "link given")
-    seconds = max(0, int(pending.expires_at - time.time()))
+    now = time.time()
+    seconds = max(0, round(pending.expires_at - now))
     return SignInLink(server=name, url=pending.url, expires_in_seconds=seconds,
                       callback=sign_ins.redirect_uri,
-                      message=f"Open this link to sign in to '{name}' (expires in "
-                              f"{seconds // 60} min): {pending.url}\n{back(sign_ins.port)}")
+                      message=f"Open this link to sign in to '{name}' "
+                              f"({valid_for(pending.expires_at, now)}): {pending.url}\n"
+                              f"{back(sign_ins.port)}")
 
 
 async def sign_out(ctx: AdminContext, name: ServerName) -> SignedOut:

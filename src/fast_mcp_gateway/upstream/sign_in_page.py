@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import html
 import logging
+import math
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, cast
 from urllib.parse import quote
 
@@ -25,6 +27,16 @@ logger = logging.getLogger(__name__)
 
 CALLBACK_PATH = "/oauth/callback"
 DONE_WITHIN = 60.0  # seconds the page waits for the token exchange to end
+
+
+def valid_for(expires_at: float, now: float) -> str:
+    """How long a sign-in link is still valid, in words: whole minutes rounded up (a
+    10-minute link read a moment later said "9 min"), and until when."""
+    left = max(0.0, expires_at - now)
+    until = datetime.fromtimestamp(expires_at, UTC).strftime("%H:%M UTC")
+    if left < 60:
+        return f"expires in under a minute, at {until}"
+    return f"expires in {math.ceil(left / 60)} min, at {until}"
 
 
 def back(port: int) -> str:

@@ -265,6 +265,7 @@ class Gateway:
     @asynccontextmanager
     async def _lifespan(self, server: FastMCP[Any]) -> AsyncIterator[dict[str, Any]]:
         self.provider.pipeline.stopping = False  # a run after request_stop(): not stopping
+        self.sign_ins.bind()  # its tasks' (another Gateway made since set its own)
         if not self._answer_first:
             await self.started.run()
         tasks: list[Any] = [self.hub.run, self.host_requests.mover.run, self.startup.run,

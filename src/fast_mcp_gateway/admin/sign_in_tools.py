@@ -39,8 +39,8 @@ class SignedOut(BaseModel):
     message: str
 
 
-def _sign_ins(name: str) -> SignIns:
-    found = current_sign_ins()
+def _sign_ins(ctx: AdminContext, name: str) -> SignIns:
+    found = current_sign_ins(ctx.manager)
     if found is None:
         raise AdminError(f"this gateway keeps no sign-ins (library mode without them); "
                          f"run 'mcp-gateway login {name}'")
@@ -55,7 +55,7 @@ async def sign_in(ctx: AdminContext, name: ServerName) -> SignInLink:
 
     service = ctx.manager.get(name)
     who = actor()
-    sign_ins = _sign_ins(name)
+    sign_ins = _sign_ins(ctx, name)
     pending = await sign_ins.start(service.config, who.id)
     await ctx.audit(who, "sign_in", name, None, "link given")
     now = time.time()
@@ -72,7 +72,7 @@ async def sign_out(ctx: AdminContext, name: ServerName) -> SignedOut:
     the server is signed out until someone signs in again."""
     ctx.manager.get(name)
     who = actor()
-    gone = await _sign_ins(name).sign_out(name)
+    gone = await _sign_ins(ctx, name).sign_out(name)
     await ctx.audit(who, "sign_out", name, None, "forgotten" if gone else "none held")
     return SignedOut(server=name, signed_out=gone, message=(
         f"'{name}' is signed out: call gateway_sign_in or run 'mcp-gateway login {name}' "

@@ -39,7 +39,7 @@ from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.config.upstream_auth import UpstreamAuth
 from fast_mcp_gateway.errors import SignInFailed, SignInRequired
 from fast_mcp_gateway.upstream.asking import lacking
-from fast_mcp_gateway.upstream.oauth_grant import BOOK
+from fast_mcp_gateway.upstream.oauth_grant import BOOK, CredentialBook
 
 if TYPE_CHECKING:
     from fast_mcp_gateway.upstream.token_grants import Token
@@ -200,23 +200,27 @@ class BearerAuth(httpx2.Auth):
             self.on_refused(reason)
 
 
-_SLOTS: dict[tuple[str, object, str, int], TokenSlot] = {}
+_SLOTS: dict[tuple[str, object, str], TokenSlot] = {}  # of a process with no ``BOOK``
+
+
+def _slots(book: CredentialBook | None) -> dict[tuple[str, object, str], TokenSlot]:
+    return _SLOTS if book is None else book.slots
 
 
 def bearer_for(config: ServerConfig) -> BearerAuth | None:
     """The bearer of a transport to ``config``'s server; None without ``auth:``.  Its
-    replicas' transports share one ``TokenSlot`` per server, URL, ``auth`` and gateway
-    (its ``BOOK``; a new config makes a new slot: a token is never sent under settings
-    it was not got for)."""
+    replicas' transports share one ``TokenSlot`` per server, URL and ``auth``, kept by
+    the gateway's ``BOOK`` (two gateways in one process never share one; a new config
+    makes a new slot: a token is never sent under settings it was not got for)."""
     auth = config.auth
     if auth is None or config.url is None:
         return None
-    key = (config.name, auth, config.url, id(BOOK.get()))  # one gateway's (its book's)
-    slot = _SLOTS.get(key)
+    slots, key = _slots(BOOK.get()), (config.name, auth, config.url)
+    slot = slots.get(key)
     if slot is None:
-        for old in [k for k in _SLOTS if k[0] == config.name and k[1] != auth]:
-            del _SLOTS[old]  # the server's earlier settings: their token is dropped
-        slot = _SLOTS[key] = TokenSlot(config.name, _grant(config.name, auth, config.url))
+        for old in [k for k in slots if k[0] == config.name and k[1] != auth]:
+            del slots[old]  # the server's earlier settings: their token is dropped
+        slot = slots[key] = TokenSlot(config.name, _grant(config.name, auth, config.url))
     return BearerAuth(slot)
 
 
@@ -230,9 +234,11 @@ def _grant(server: str, auth: UpstreamAuth, url: str) -> Grant:
     return RefreshGrant(server, url, auth)
 
 
-def forget_tokens(server: str, required: SignInRequired | None = None) -> None:
-    """Drop ``server``'s tokens held in memory (it was signed out, ``required`` says
-    so: its sessions end once their calls in flight did; None: it was removed)."""
-    for key, slot in list(_SLOTS.items()):
+def forget_tokens(server: str, book: CredentialBook | None,
+                  required: SignInRequired | None = None) -> None:
+    """Drop ``server``'s tokens held in memory by ``book``'s gateway (it was signed out,
+    ``required`` says so: its sessions end once their calls in flight did; None: it
+    was removed)."""
+    for key, slot in list(_slots(book).items()):
         if key[0] == server:
             slot.signed_out(required)

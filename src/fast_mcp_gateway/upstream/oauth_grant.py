@@ -65,6 +65,7 @@ class CredentialBook:
         self._memory = MemoryCredentials()
         self._seal: CredentialSeal | None = None
         self._events: dict[str, anyio.Event] = {}
+        self.slots: dict[Any, Any] = {}  # its gateway's ``bearer.TokenSlot``s
 
     def signed_in_event(self, server: str) -> anyio.Event:
         """Set when a sign-in of ``server`` is stored through this book (then a new one)."""

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+import weakref
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -251,8 +252,9 @@ class SignIns:
     def __init__(self, settings: Any, store: Any = lambda: None, manager: Any = None) -> None:
         self.book = CredentialBook([k.get_secret_value() for k in settings.credential_keys],
                                    settings.db if settings.record_calls else None, store)
-        BOOK.set(self.book)
-        _CURRENT.set(self)
+        self.bind()
+        if manager is not None:
+            _BY_FLEET[manager] = self
         self.port: int = settings.oauth_callback_port
         self._manager = manager
         self._flows: dict[str, _Flow] = {}
@@ -260,6 +262,12 @@ class SignIns:
         self._listener: Any = None  # the callback's uvicorn server while flows wait
         self._listener_done: anyio.Event | None = None
         logging.getLogger("mcp.client.auth").setLevel(logging.CRITICAL + 1)
+
+    def bind(self) -> None:
+        """Make this the book and sign-ins of the tasks the caller starts from now on
+        (where the gateway starts its own: two gateways in one process keep theirs)."""
+        BOOK.set(self.book)
+        _CURRENT.set(self)
 
     @property
     def redirect_uri(self) -> str:
@@ -373,8 +381,8 @@ class SignIns:
             await revoke(server, *found)
         gone = await self.book.forget(server) > 0
         # A session held lets its calls in flight finish; new calls are told these words.
-        forget_tokens(server, SignInRequired(server, f"signed out at {at_utc(time.time())}",
-                                             self.book.signed_in_event(server)))
+        forget_tokens(server, self.book, SignInRequired(
+            server, f"signed out at {at_utc(time.time())}", self.book.signed_in_event(server)))
         if self._manager is not None and server in self._manager.services:
             for replica in self._manager.get(server).replicas:
                 if replica.state is not UpstreamState.READY and \
@@ -385,11 +393,21 @@ class SignIns:
 
 
 _CURRENT: ContextVar[SignIns | None] = ContextVar("fast_mcp_gateway_sign_ins", default=None)
+_BY_FLEET: weakref.WeakKeyDictionary[Any, SignIns] = weakref.WeakKeyDictionary()
 
 
-def current_sign_ins() -> SignIns | None:
-    """The sign-ins of the gateway (or ``login``) whose task asks (set where made)."""
-    return _CURRENT.get()
+def current_sign_ins(fleet: Any = None) -> SignIns | None:
+    """The sign-ins of the gateway whose ``fleet`` (its manager) it is, else those of
+    the gateway (or ``login``) whose task asks (set where made and where it starts)."""
+    found = _BY_FLEET.get(fleet) if fleet is not None else None
+    return found if found is not None else _CURRENT.get()
+
+
+def forget_removed(fleet: Any, server: str) -> None:
+    """Drop a removed server's tokens held in memory by ``fleet``'s gateway: added back,
+    it is signed out (its row went with it)."""
+    sign_ins = current_sign_ins(fleet)
+    forget_tokens(server, sign_ins.book if sign_ins is not None else BOOK.get())
 
 
 async def wait_signed_in(server: str, required: SignInRequired, wake: anyio.Event) -> None:

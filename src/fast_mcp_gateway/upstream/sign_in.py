@@ -51,7 +51,12 @@ from fast_mcp_gateway.upstream.oauth_grant import (
     changed_settings,
     signed_in_under,
 )
-from fast_mcp_gateway.upstream.sign_in_page import CALLBACK_PATH, callback_app, revoke
+from fast_mcp_gateway.upstream.sign_in_page import (
+    CALLBACK_PATH,
+    callback_app,
+    quiet_protocol,
+    revoke,
+)
 from fast_mcp_gateway.upstream.token_grants import same_issuer
 
 logger = logging.getLogger(__name__)
@@ -350,9 +355,12 @@ class SignIns:
                                f"cannot be opened ({exc.strerror}); free it, or set "
                                "MCP_GATEWAY_OAUTH_CALLBACK_PORT to another port") from None
         sock.listen(16)
+        # No log_level (uvicorn would set its loggers' levels process-wide: an app
+        # serving the gateway at INFO lost its access log) and no access lines (the
+        # callback's URL holds the code and state): ``quiet_protocol``.
         listener = self._listener = uvicorn.Server(uvicorn.Config(
-            callback_app(self._by_state), log_level="warning", log_config=None,
-            lifespan="off"))
+            callback_app(self._by_state), log_level=None, log_config=None,
+            lifespan="off", http=quiet_protocol()))
         done = self._listener_done = anyio.Event()
 
         async def serve() -> None:

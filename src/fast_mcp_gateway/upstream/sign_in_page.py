@@ -39,6 +39,20 @@ def valid_for(expires_at: float, now: float) -> str:
     return f"expires in {math.ceil(left / 60)} min, at {until}"
 
 
+def quiet_protocol() -> Any:
+    """uvicorn's h11 protocol writing no access line (the callback's query holds the
+    code and state), without touching the process's ``uvicorn.access`` logger (uvicorn's
+    own ``access_log=False`` empties its handlers for everyone)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class Quiet(H11Protocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.access_log = False
+
+    return Quiet
+
+
 def back(port: int) -> str:
     """Where the browser comes back: loopback on the gateway's machine, said (a gateway
     served over HTTP from another machine needs the port forwarded)."""

@@ -66,6 +66,7 @@ class CredentialBook:
         self._seal: CredentialSeal | None = None
         self._events: dict[str, anyio.Event] = {}
         self.slots: dict[Any, Any] = {}  # its gateway's ``bearer.TokenSlot``s
+        self.seen: dict[str, StoredCredential] = {}  # each server's row as last read (status)
 
     def signed_in_event(self, server: str) -> anyio.Event:
         """Set when a sign-in of ``server`` is stored through this book (then a new one)."""
@@ -97,13 +98,19 @@ class CredentialBook:
     async def load(self, server: str) -> tuple[StoredCredential, dict[str, Any]] | None:
         """The row of ``server`` and its secrets; ``SealBroken`` when it does not open."""
         row = await self.store.credential(server, OWNER_GATEWAY)
-        return None if row is None else (row, self.seal().open(row))
+        if row is None:
+            self.seen.pop(server, None)
+            return None
+        self.seen[server] = row
+        return row, self.seal().open(row)
 
     async def save(self, row: StoredCredential, secrets: dict[str, Any]) -> None:
         sealed = self.seal().seal(row.server, row.owner, secrets)
         await self.store.put_credential(StoredCredential(**{**row.__dict__, "sealed": sealed}))
+        self.seen[row.server] = row
 
     async def forget(self, server: str) -> int:
+        self.seen.pop(server, None)
         return await self.store.delete_credentials(server, OWNER_GATEWAY)
 
 

@@ -320,6 +320,11 @@ class SignIns:
             raise flow.error
         return flow.pending
 
+    def pending(self, server: str) -> bool:
+        """Whether a sign-in of ``server`` waits for its person."""
+        flow = self._flows.get(server)
+        return flow is not None and flow.url is not None and not flow.done.is_set()
+
     async def finished(self, server: str) -> GatewayError | None:
         """Wait for ``server``'s pending sign-in to end; its error, or None."""
         flow = self._flows.get(server)

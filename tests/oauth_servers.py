@@ -42,6 +42,8 @@ class Issuer:
         self.requests: list[dict[str, str]] = []
         self.refuse_with: tuple[int, dict[str, Any]] | None = None  # the next answers
         self.accepted = True  # whether the upstream accepts the tokens it issues
+        self.secret = CLIENT_SECRET  # the client's secret as the server knows it
+        self.secrets: list[str | None] = []  # the secret each token request came with
         self.base = ""
         self._n = itertools.count(1)
 
@@ -64,7 +66,8 @@ class Issuer:
         if basic.startswith("Basic "):
             client_id, _, secret = base64.b64decode(basic[6:]).decode().partition(":")
             client_id, secret = unquote(client_id), unquote(secret)
-        if (client_id, secret) != (CLIENT_ID, CLIENT_SECRET):
+        self.secrets.append(secret)
+        if (client_id, secret) != (CLIENT_ID, self.secret):
             return JSONResponse({"error": "invalid_client",
                                  "error_description": f"bad secret {secret}"}, 401)
         if form.get("grant_type") != "client_credentials":
@@ -130,11 +133,34 @@ async def issuer_and_upstream(issuer: Issuer, gate: Gate | None = None
         yield as_base, f"{up_base}/mcp"
 
 
+class TokenFault:
+    """What the token endpoint answers instead of itself while ``answer`` is set (a
+    proxy's page, an empty body): (status, content type, body); ``seen`` counts them."""
+
+    def __init__(self) -> None:
+        self.answer: tuple[int, str, bytes] | None = None
+        self.seen = 0
+
+    def around(self, app: Any) -> Any:
+        async def asgi(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http" and scope["path"] == "/token" \
+                    and self.answer is not None:
+                self.seen += 1
+                status, kind, body = self.answer
+                await Response(body, status, media_type=kind)(scope, receive, send)
+                return
+            await app(scope, receive, send)
+        return asgi
+
+
 @contextlib.asynccontextmanager
-async def signing_upstream() -> AsyncIterator[tuple[Any, str]]:
+async def signing_upstream(gate: Gate | None = None, fault: TokenFault | None = None
+                           ) -> AsyncIterator[tuple[Any, str]]:
     """A FastMCP server behind fastmcp's in-memory authorization server (RFC 9728/8414
     metadata, dynamic registration, ``/authorize`` approving at once, PKCE, refresh),
-    on 127.0.0.1; yield (its ``InMemoryOAuthProvider``, its MCP URL)."""
+    on 127.0.0.1; yield (its ``InMemoryOAuthProvider``, its MCP URL).  Its tool ``hold``
+    waits on ``gate`` (a call in flight, held by the test); ``fault`` stands in front of
+    its token endpoint."""
     import socket
 
     import uvicorn
@@ -155,8 +181,18 @@ async def signing_upstream() -> AsyncIterator[tuple[Any, str]]:
         """Add two numbers."""
         return a + b
 
-    server = uvicorn.Server(uvicorn.Config(mcp.http_app(path="/mcp"), log_level="warning",
-                                           log_config=None, lifespan="on"))
+    @mcp.tool
+    async def hold(n: int) -> int:
+        """Runs until the test releases it."""
+        if gate is not None:
+            gate.arrived[n].set()
+            await gate.release.wait()
+        return n
+
+    app = mcp.http_app(path="/mcp")
+    server = uvicorn.Server(uvicorn.Config(fault.around(app) if fault else app,
+                                           log_level="warning", log_config=None,
+                                           lifespan="on"))
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve, [sock])
         try:

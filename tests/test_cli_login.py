@@ -66,7 +66,7 @@ async def test_login_from_a_terminal_signs_in_a_running_gateway(tmp_path: Path) 
             await state_is(gw, UpstreamState.SIGNED_OUT)
             code, said = await login(config, db, port, env)
             assert code == 0, said
-            assert "Open this link to sign in to 'tickets' (expires in 9 min):" in said
+            assert "Open this link to sign in to 'tickets' (expires in 10 min, at " in said
             assert f"comes back to http://127.0.0.1:{port}/oauth/callback on the gateway's " \
                    f"machine" in said
             assert f"Signed in to 'tickets'; the sign-in is kept in {db}" in said

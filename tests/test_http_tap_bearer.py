@@ -295,9 +295,10 @@ async def test_a_persons_sign_in_on_the_tap_refreshed_then_signed_out(
             provider.access_tokens.clear()
             provider.refresh_tokens.clear()  # revoked: the refresh is refused
             said = await fast.refused("tickets_add", {"a": 1, "b": 1})
-            assert "the server refused the gateway's token (HTTP 401; the call was not " \
-                   "run) and is restarting (needs sign-in (its refresh was refused by " \
-                   "http://127.0.0.1:" in said, said
+            # Signed out, not restarting: calls in flight finish (test_oauth_sign_out).
+            assert "the call was not run: the server refused the gateway's token (HTTP " \
+                   "401): needs sign-in (its refresh was refused by http://127.0.0.1:" \
+                   in said, said
             await until(lambda: up.state is UpstreamState.SIGNED_OUT)
             error = str(up.last_error)
             assert "(invalid_grant)" in error and "mcp-gateway login tickets" in error

@@ -68,8 +68,18 @@ async def sign_in(client: Client[Any]) -> str:
     answer = await client.call_tool("gateway_sign_in", {"name": "tickets"})
     data = answer.structured_content
     assert data is not None and data["message"].startswith(
-        "Open this link to sign in to 'tickets' (expires in 9 min): http://127.0.0.1:")
+        "Open this link to sign in to 'tickets' (expires in 10 min, at ")
+    assert " UTC): http://127.0.0.1:" in data["message"]
     return str(data["url"])
+
+
+def test_a_links_time_left_is_rounded_up_in_words() -> None:
+    from fast_mcp_gateway.upstream.sign_in_page import valid_for
+
+    at = 1_800_000_000.0  # 2027-01-15 08:00 UTC
+    assert valid_for(at, at - 599.6) == "expires in 10 min, at 08:00 UTC"
+    assert valid_for(at, at - 540.0) == "expires in 9 min, at 08:00 UTC"
+    assert valid_for(at, at - 59.0) == "expires in under a minute, at 08:00 UTC"
 
 
 async def test_a_person_signs_in_once_and_the_sign_in_outlives_a_restart(

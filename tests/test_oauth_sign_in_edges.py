@@ -156,8 +156,8 @@ async def test_an_authorization_server_failing_at_a_refresh_is_waited_for_not_pa
             # Said as what it is (not 'the server refuses its authorization server's
             # tokens' and parked after three connects with the refused token).
             await until(lambda: up.last_error is not None
-                        and "answered HTTP 500 to a refresh, not a token; the gateway tries "
-                            "again" in str(up.last_error))
+                        and "answered HTTP 500 to a refresh, not a token (" in str(up.last_error)
+                        and "the sign-in is kept and the gateway tries again" in str(up.last_error))
             assert up.state in (UpstreamState.RECONNECTING, UpstreamState.STARTING)
             provider.exchange_refresh_token = exchange  # type: ignore[method-assign]
             await state_is(gw, UpstreamState.READY)  # by itself, signed in still

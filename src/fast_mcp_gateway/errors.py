@@ -172,7 +172,8 @@ class NoHealthyReplica(UpstreamUnavailable):
 class SignInFailed(UpstreamUnavailable):
     """The gateway could not get a token for a server with ``auth:`` (its token endpoint
     refused the client, could not be found or reached).  The message names the endpoint,
-    the OAuth error code at most (never the server's description or body) and the fix.
+    the OAuth error code at most (never the server's description; of an answer that is
+    no OAuth error, its first characters, masked) and the fix.
     ``retryable``: the server could not be reached or failed (no setting is wrong): the
     supervisor keeps trying, as for a server that is not there."""
 

@@ -200,9 +200,11 @@ class Gateway:
         self.manager.names.deferred = True   # until the gate opens (routing/bindings.py)
         self.manager.startup_hold = self.settings.startup_wait
         self.events = wired_bus(self.manager, self.provider.pipeline.observers, self.alerts)
+        from fast_mcp_gateway.front.sign_in_notice import SignInNotices
         from fast_mcp_gateway.upstream.sign_in import SignIns  # auth: oauth, outside requests
 
         self.sign_ins = SignIns(self.settings, lambda: self.control.store, self.manager)
+        self.sign_in_notices = SignInNotices(self.hub, self.manager)  # a stdio host told
         s = self.settings  # MRTR: handshake-era upstreams' pushed requests, to 2026 hosts
         self.parking = Parking(s.ask_timeout, instance=s.instance_id, store=lambda: self.store,
                                db=s.db, record_calls=s.record_calls)
@@ -265,11 +267,12 @@ class Gateway:
     @asynccontextmanager
     async def _lifespan(self, server: FastMCP[Any]) -> AsyncIterator[dict[str, Any]]:
         self.provider.pipeline.stopping = False  # a run after request_stop(): not stopping
+        self.sign_ins.bind()  # its tasks' (another Gateway made since set its own)
         if not self._answer_first:
             await self.started.run()
         tasks: list[Any] = [self.hub.run, self.host_requests.mover.run, self.startup.run,
                             self.parking.run, functools.partial(follow_pins, self.control),
-                            self.sign_ins.run]
+                            self.sign_ins.run, self.sign_in_notices.run]
         s = self.settings
         store: Store | None = None
         recorder: Recorder | None = None

@@ -19,6 +19,7 @@ from pydantic import (
 
 # Server management's report lives apart: the gateway needs it at start (report.py).
 from fast_mcp_gateway.admin.report import ChangeReport as ChangeReport
+from fast_mcp_gateway.upstream.sign_in_status import SignInStatus
 
 # -- servers and replicas -----------------------------------------------------------
 
@@ -151,6 +152,8 @@ class ServerStatus(_Lean):
     config_error: str | None = Field(
         default=None, description="its entry in the config file is invalid (file, field, "
         "fix): state 'invalid' (not started), or it runs its last valid entry")
+    sign_in: SignInStatus | None = Field(
+        default=None, description="auth: servers only: its sign-in (never a token)")
     note: str | None = Field(
         default=None, description="what the operation that answered with this status did "
         "that its state does not show yet, e.g. an enabled flag recorded for a server "
@@ -164,7 +167,7 @@ LEAN_DEFAULTS: dict[str, Any] = {
     "last_error": None, "enabled": True, "protocol_version": None, "protocol": "auto",
     "protocol_reason": None, "tools_not_exposed": {}, "connect_seconds": None,
     "description": None, "balance": "round_robin", "isolation": "shared",
-    "client_sessions": None, "config_error": None, "note": None}
+    "client_sessions": None, "config_error": None, "note": None, "sign_in": None}
 """What a lean status leaves out: each field at this value (a replica's and a server's
 alike); what says something is wrong (an error, an open breaker, a stall, a replica
 drained, restarts, a server disabled) is never at it."""

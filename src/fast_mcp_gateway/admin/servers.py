@@ -64,9 +64,9 @@ from fast_mcp_gateway.routing.lifecycle import longest_request
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.routing.view import CatalogView
 from fast_mcp_gateway.store import StorageError, Store
-from fast_mcp_gateway.upstream.bearer import forget_tokens
 from fast_mcp_gateway.upstream.loops import not_added
 from fast_mcp_gateway.upstream.replica import UpstreamState
+from fast_mcp_gateway.upstream.sign_in import forget_removed
 
 
 def server_detail(ctx: AdminContext, name: str, stderr_lines: int = 50,
@@ -420,7 +420,7 @@ async def remove_server(ctx: AdminContext, actor: Actor, name: str) -> ChangeRep
             await store.delete_server(name)
         await ctx.manager.remove_server(name)
         await store.delete_credentials(name)  # its sign-in (auth: oauth) goes with it,
-        forget_tokens(name)  # and its token in memory: added back, it is signed out
+        forget_removed(ctx.manager, name)  # and its token in memory: added back, signed out
         await ctx.audit(actor, "remove_server", name)
     kept = sum(key[0] == name for key in ctx.manager.pins.pins)
     return ChangeReport(removed=[name], pins_kept={name: kept} if kept else {})

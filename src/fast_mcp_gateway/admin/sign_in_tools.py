@@ -19,7 +19,7 @@ from fast_mcp_gateway.admin.scope import actor
 from fast_mcp_gateway.admin.server_tools import ServerName
 from fast_mcp_gateway.errors import AdminError
 from fast_mcp_gateway.upstream.sign_in import SignIns, current_sign_ins
-from fast_mcp_gateway.upstream.sign_in_page import back
+from fast_mcp_gateway.upstream.sign_in_page import back, valid_for
 
 
 class SignInLink(BaseModel):
@@ -39,8 +39,8 @@ class SignedOut(BaseModel):
     message: str
 
 
-def _sign_ins(name: str) -> SignIns:
-    found = current_sign_ins()
+def _sign_ins(ctx: AdminContext, name: str) -> SignIns:
+    found = current_sign_ins(ctx.manager)
     if found is None:
         raise AdminError(f"this gateway keeps no sign-ins (library mode without them); "
                          f"run 'mcp-gateway login {name}'")
@@ -55,14 +55,16 @@ async def sign_in(ctx: AdminContext, name: ServerName) -> SignInLink:
 
     service = ctx.manager.get(name)
     who = actor()
-    sign_ins = _sign_ins(name)
+    sign_ins = _sign_ins(ctx, name)
     pending = await sign_ins.start(service.config, who.id)
     await ctx.audit(who, "sign_in", name, None, "link given")
-    seconds = max(0, int(pending.expires_at - time.time()))
+    now = time.time()
+    seconds = max(0, round(pending.expires_at - now))
     return SignInLink(server=name, url=pending.url, expires_in_seconds=seconds,
                       callback=sign_ins.redirect_uri,
-                      message=f"Open this link to sign in to '{name}' (expires in "
-                              f"{seconds // 60} min): {pending.url}\n{back(sign_ins.port)}")
+                      message=f"Open this link to sign in to '{name}' "
+                              f"({valid_for(pending.expires_at, now)}): {pending.url}\n"
+                              f"{back(sign_ins.port)}")
 
 
 async def sign_out(ctx: AdminContext, name: ServerName) -> SignedOut:
@@ -70,7 +72,7 @@ async def sign_out(ctx: AdminContext, name: ServerName) -> SignedOut:
     the server is signed out until someone signs in again."""
     ctx.manager.get(name)
     who = actor()
-    gone = await _sign_ins(name).sign_out(name)
+    gone = await _sign_ins(ctx, name).sign_out(name)
     await ctx.audit(who, "sign_out", name, None, "forgotten" if gone else "none held")
     return SignedOut(server=name, signed_out=gone, message=(
         f"'{name}' is signed out: call gateway_sign_in or run 'mcp-gateway login {name}' "

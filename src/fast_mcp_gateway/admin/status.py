@@ -21,6 +21,8 @@ from fast_mcp_gateway.routing.curation import Curated, curate, task_required
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.routing.view import CatalogView
 from fast_mcp_gateway.upstream.replica import Upstream, UpstreamState
+from fast_mcp_gateway.upstream.sign_in import current_sign_ins
+from fast_mcp_gateway.upstream.sign_in_status import sign_in_status
 
 _HEALTH_ORDER = ("HEALTHY", "DEGRADED", "UNKNOWN", "UNHEALTHY")
 
@@ -97,6 +99,7 @@ def status_of(service: Service, view: CatalogView | None = None) -> ServerStatus
         replicas=replicas,
         isolation="per_client" if config.per_client else "shared",
         client_sessions=_clients_of(service), config_error=None, note=None,
+        sign_in=sign_in_status(config, service.state, current_sign_ins()),
         tools_not_exposed=not_exposed, **counts,
     )
 

@@ -43,6 +43,7 @@ from fast_mcp_gateway.telemetry.redaction import escape_controls, mask_text
 from fast_mcp_gateway.upstream.loops import Lineage, served_here
 from fast_mcp_gateway.upstream.model import needs_sign_in
 from fast_mcp_gateway.upstream.replica import Upstream
+from fast_mcp_gateway.upstream.sign_in_status import sign_in_status
 
 _BOOK_OPEN: ContextVar[bool] = ContextVar("check_sign_ins_open", default=False)
 _COLUMNS = ("server", "transport", "status", "tools", "resources", "templates", "prompts",
@@ -50,15 +51,16 @@ _COLUMNS = ("server", "transport", "status", "tools", "resources", "templates", 
 
 
 async def run_check(config: GatewayConfig, settings: GatewaySettings, as_json: bool,
-                    db: str | None, merged: Any = None) -> int:
+                    db: str | None, merged: Any = None, allow_signed_out: bool = False) -> int:
     """Probe every enabled upstream ``serve`` would run with the store ``db`` (None: no
-    store) concurrently; exit code 1 if any failed."""
+    store) concurrently; exit code 1 if any failed (``allow_signed_out``: a server
+    only signed out is said, and does not fail the check)."""
     merged = merged or await merged_servers(config, db)
     runtime = merged.runtime
     if db is not None and merged is not None and any(
             s.auth for s in merged.servers.values()) and not _BOOK_OPEN.get():
-        return await _with_sign_ins(db, settings, lambda: run_check(config, settings,
-                                                                    as_json, db, merged))
+        return await _with_sign_ins(db, settings, lambda: run_check(
+            config, settings, as_json, db, merged, allow_signed_out))
     limiter = anyio.CapacityLimiter(startup_limit(settings.startup_concurrency))
     rows: dict[str, dict[str, object]] = {}
 
@@ -85,6 +87,8 @@ async def run_check(config: GatewayConfig, settings: GatewaySettings, as_json: b
                 if curated.problems:   # a typo'd rename or override: it did nothing
                     row["curation_problems"] = curated.problems
             row["startup_s"] = round(anyio.current_time() - started, 2)
+        if (sign_in := sign_in_status(upstream.config, upstream.state)) is not None:
+            row["sign_in"] = sign_in.model_dump()  # never a token
         rows[upstream.label] = row
 
     # The timeouts serve gives them (routing/manager.py): gateway.timeouts over the flags.
@@ -109,6 +113,9 @@ async def run_check(config: GatewayConfig, settings: GatewaySettings, as_json: b
                  "source": "file", "error": entry.error}
                 for name, entry in config.invalid.items() if name not in merged.servers]
     failed = [r for r in ordered if r.get("status") in ("failed", "invalid", "signed_out")]
+    allowed = [str(r["server"]) for r in failed if r.get("status") == "signed_out"] \
+        if allow_signed_out else []
+    failed = [r for r in failed if str(r["server"]) not in allowed]
     # The file's servers removed at runtime (a tombstone in the store): not run, no row.
     removed = [name for name, source in merged.sources.items()
                if source == REMOVED_AT_RUNTIME and name in config.servers]
@@ -119,7 +126,8 @@ async def run_check(config: GatewayConfig, settings: GatewaySettings, as_json: b
         print(json.dumps({"config": config.source,
                           "store": None if db is None else mask_text(db), "servers": ordered,
                           "problems": [mask_text(p) for p in merged.problems],
-                          "removed_at_runtime": removed, "ok": not failed}, indent=2))
+                          "removed_at_runtime": removed, "ok": not failed,
+                          "signed_out_allowed": allowed}, indent=2))
     else:
         print(_table(ordered))
         for problem in merged.problems:
@@ -136,6 +144,11 @@ async def run_check(config: GatewayConfig, settings: GatewaySettings, as_json: b
                 print(f"{row['server']}: {len(problems)} rule{'s' if len(problems) > 1 else ''}"
                       f" did nothing: {'; '.join(problems)}")
         print(f"\n{_summary(ordered, servers)} ({origin})")
+    if allowed:
+        first = servers.get(allowed[0], allowed[0])
+        print(f"signed out, allowed by --allow-signed-out: {', '.join(allowed)} (not "
+              f"connected until signed in: 'mcp-gateway login {first}', the "
+              "gateway_sign_in tool or the dashboard)", file=sys.stderr)
     if not ordered:
         print("no servers configured: add one under 'servers:' in the config (README: "
               "'servers.yaml'), or with 'gateway_add_server' while serving",

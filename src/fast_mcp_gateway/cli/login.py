@@ -77,7 +77,7 @@ async def _sign(args: argparse.Namespace, settings: Any, store: Any, config: Any
     from fast_mcp_gateway.errors import GatewayError
     from fast_mcp_gateway.store.credentials import OWNER_GATEWAY
     from fast_mcp_gateway.upstream.sign_in import SignIns
-    from fast_mcp_gateway.upstream.sign_in_page import back
+    from fast_mcp_gateway.upstream.sign_in_page import back, valid_for
 
     server = config.servers.get(args.server)
     oauth = server is not None and server.auth is not None and server.auth.type == "oauth"
@@ -105,8 +105,8 @@ async def _sign(args: argparse.Namespace, settings: Any, store: Any, config: Any
             _say(str(exc))
             tg.cancel_scope.cancel()
             return 1
-        minutes = int(pending.expires_at - time.time()) // 60
-        print(f"Open this link to sign in to '{args.server}' (expires in {minutes} min):\n"
+        print(f"Open this link to sign in to '{args.server}' "
+              f"({valid_for(pending.expires_at, time.time())}):\n"
               f"{pending.url}\n{back(sign_ins.port)}", file=sys.stderr, flush=True)
         if args.open:
             import webbrowser

@@ -109,6 +109,9 @@ def _parser() -> argparse.ArgumentParser:
                                          "print a table; exit 1 if anything is wrong")
     common(check)
     check.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    check.add_argument("--allow-signed-out", action="store_true",
+                       help="exit 0 when the only problems are servers signed out (auth:), "
+                            "naming them: for CI and start scripts")
     check.add_argument("--db", default=None,
                        help="the store whose runtime registrations serve would run too (the "
                             f"same default as serve: $MCP_GATEWAY_DB or {default_db_path()})")
@@ -343,7 +346,8 @@ def _run(args: argparse.Namespace) -> int:
             from fast_mcp_gateway.cli.check import run_check
 
             db = settings.store  # None with --no-db, as serve runs
-            return anyio.run(run_check, config, settings, bool(args.json), db)
+            return anyio.run(run_check, config, settings, bool(args.json), db, None,
+                             bool(args.allow_signed_out))
         except StorageError as exc:  # the store of runtime registrations: one clear line
             then = ""
             if isinstance(exc, StoreUnavailable):  # serve waits it out; check cannot

@@ -112,8 +112,8 @@ class FrontHub:
         self.streams = 0   # 2026-07-28 listen streams open now
         # (uri, server) -> where it is subscribed upstream, while anyone holds it there
         self._homes = Homes()
-        # lets go of a home nobody holds any more (``HostRequests`` sets it)
-        self.release: Release = _release_nothing
+        self.release: Release = _release_nothing  # lets go of a home nobody holds (HostRequests)
+        self.host_known = anyio.Event()  # a stdio gateway's host made its first request
         # a subscribed connection -> its URIs (its exit stack lets go of them: ``_left``)
         self._held: weakref.WeakKeyDictionary[Connection, set[str]] = \
             weakref.WeakKeyDictionary()
@@ -146,6 +146,7 @@ class FrontHub:
                 self._may_use[connection] = may_use
             if sole_host:
                 self._sole_host = weakref.ref(connection)
+                self.host_known.set()
 
     def log(self, server: str, params: types.LoggingMessageNotificationParams,
             host: Any = None) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -38,7 +39,7 @@ from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.config.upstream_auth import UpstreamAuth
 from fast_mcp_gateway.errors import SignInFailed, SignInRequired
 from fast_mcp_gateway.upstream.asking import lacking
-from fast_mcp_gateway.upstream.oauth_grant import BOOK
+from fast_mcp_gateway.upstream.oauth_grant import BOOK, CredentialBook
 
 if TYPE_CHECKING:
     from fast_mcp_gateway.upstream.token_grants import Token
@@ -73,6 +74,16 @@ class TokenSlot:
         self._lock = anyio.Lock()
         self._failed: tuple[int, float, SignInFailed | SignInRequired] | None = None
         self._refused = -1  # the version of a token the server refused (HTTP 401)
+        self.bearers: weakref.WeakSet[BearerAuth] = weakref.WeakSet()  # told of a sign-out
+
+    def signed_out(self, required: SignInRequired | None) -> None:
+        """Signed out: the token is dropped, and each session using it told (its calls
+        in flight finish, new ones are refused: ``Supervisor.signed_out_held``); None:
+        none to tell (the server was removed)."""
+        self.token, self.version = None, self.version + 1
+        for bearer in list(self.bearers):
+            if required is not None:
+                bearer.signed_out(required)
 
     def refused(self, version: int) -> None:
         """The server answered 401 to token ``version``: it is due (a reconnect renews it
@@ -118,7 +129,8 @@ class TokenSlot:
 class BearerAuth(httpx2.Auth):
     """``Authorization: Bearer`` from a ``TokenSlot`` on each request of one transport's
     sessions; ``on_refused(reason)`` when the server refuses a renewed token, or none
-    could be had after a 401 (the transport ends its session)."""
+    could be had after a 401 (the transport ends its session); ``on_signed_out`` when
+    there is no sign-in any more (the session ends once its calls in flight did)."""
 
     requires_request_body = True  # a request resent after a 401 needs its body
     tap_carries = True  # the side door carries it too (``http_tap_bearer.py``)
@@ -126,6 +138,8 @@ class BearerAuth(httpx2.Auth):
     def __init__(self, slot: TokenSlot) -> None:
         self.slot = slot
         self.on_refused: Callable[[str], None] | None = None
+        self.on_signed_out: Callable[[SignInRequired], None] | None = None
+        slot.bearers.add(self)
 
     async def ready(self) -> None:
         await self.slot.ready()
@@ -158,11 +172,15 @@ class BearerAuth(httpx2.Auth):
 
     async def renewed(self, version: int) -> Token | None:
         """The token after the server answered 401 to token ``version`` (renewed once,
-        single-flight), or ``None``: none could be had (``on_refused`` told why)."""
+        single-flight), or ``None``: none could be had (``on_refused`` told why, or
+        ``on_signed_out``: the session ends once its calls in flight did)."""
         self.slot.refused(version)
         try:
             return await self.slot.renew(version)
-        except NO_TOKEN as exc:
+        except SignInRequired as exc:  # no sign-in any more (signed out elsewhere)
+            self.signed_out(exc)  # this 401 answers its call; those in flight finish
+            return None
+        except SignInFailed as exc:
             self._refused(exc.detail)  # (not "upstream 'x': " again)
             return None
 
@@ -172,29 +190,37 @@ class BearerAuth(httpx2.Auth):
                       "auth.scopes and that the server accepts that authorization server's "
                       "tokens")
 
+    def signed_out(self, required: SignInRequired) -> None:
+        if self.on_signed_out is not None:
+            self.on_signed_out(required)
+
     def _refused(self, reason: str) -> None:
         logger.warning("upstream %s: %s", self.slot.server, reason)
         if self.on_refused is not None:
             self.on_refused(reason)
 
 
-_SLOTS: dict[tuple[str, object, str, int], TokenSlot] = {}
+_SLOTS: dict[tuple[str, object, str], TokenSlot] = {}  # of a process with no ``BOOK``
+
+
+def _slots(book: CredentialBook | None) -> dict[tuple[str, object, str], TokenSlot]:
+    return _SLOTS if book is None else book.slots
 
 
 def bearer_for(config: ServerConfig) -> BearerAuth | None:
     """The bearer of a transport to ``config``'s server; None without ``auth:``.  Its
-    replicas' transports share one ``TokenSlot`` per server, URL, ``auth`` and gateway
-    (its ``BOOK``; a new config makes a new slot: a token is never sent under settings
-    it was not got for)."""
+    replicas' transports share one ``TokenSlot`` per server, URL and ``auth``, kept by
+    the gateway's ``BOOK`` (two gateways in one process never share one; a new config
+    makes a new slot: a token is never sent under settings it was not got for)."""
     auth = config.auth
     if auth is None or config.url is None:
         return None
-    key = (config.name, auth, config.url, id(BOOK.get()))  # one gateway's (its book's)
-    slot = _SLOTS.get(key)
+    slots, key = _slots(BOOK.get()), (config.name, auth, config.url)
+    slot = slots.get(key)
     if slot is None:
-        for old in [k for k in _SLOTS if k[0] == config.name and k[1] != auth]:
-            del _SLOTS[old]  # the server's earlier settings: their token is dropped
-        slot = _SLOTS[key] = TokenSlot(config.name, _grant(config.name, auth, config.url))
+        for old in [k for k in slots if k[0] == config.name and k[1] != auth]:
+            del slots[old]  # the server's earlier settings: their token is dropped
+        slot = slots[key] = TokenSlot(config.name, _grant(config.name, auth, config.url))
     return BearerAuth(slot)
 
 
@@ -208,9 +234,11 @@ def _grant(server: str, auth: UpstreamAuth, url: str) -> Grant:
     return RefreshGrant(server, url, auth)
 
 
-def forget_tokens(server: str) -> None:
-    """Drop ``server``'s tokens held in memory (it was signed out)."""
-    for key, slot in _SLOTS.items():
+def forget_tokens(server: str, book: CredentialBook | None,
+                  required: SignInRequired | None = None) -> None:
+    """Drop ``server``'s tokens held in memory by ``book``'s gateway (it was signed out,
+    ``required`` says so: its sessions end once their calls in flight did; None: it
+    was removed)."""
+    for key, slot in list(_slots(book).items()):
         if key[0] == server:
-            slot.token = None
-            slot.version += 1
+            slot.signed_out(required)

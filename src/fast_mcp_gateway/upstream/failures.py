@@ -309,6 +309,8 @@ def bearer_refusal(exc: MCPError, sup: Any, asked: Any = None) -> str | None:
     if auth is None or (exc.error.code, exc.error.message) not in _HTTP_STAND_INS:
         return None
     why = sup.unavailable_reason()
+    if sup.state is UpstreamState.SIGNED_OUT:  # signed out meanwhile (``bearer.py``)
+        return f"the call was not run: the server refused the gateway's token (HTTP 401): {why}"
     return (f"the server refused the gateway's token (HTTP 401; the call was not run) and "
             f"{why}") if why.startswith("is restarting (") else None
 

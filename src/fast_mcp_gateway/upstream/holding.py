@@ -107,15 +107,20 @@ class HealthProbe:
 
 SETTLE_WITHIN = 2.0
 """How long a session the server forgot is kept for the requests in flight on it."""
+SIGNED_OUT_WITHIN = 3600.0
+"""How long a session signed out of is kept for its requests in flight (each ends by
+its own deadline first: the call timeout, ``max_total``; this bounds only a stray)."""
 
 
 async def settle(busy: Callable[[], bool],
                  wait_until: Callable[[Callable[[], bool], float], Awaitable[bool]],
-                 within: float = SETTLE_WITHIN) -> None:
+                 signed_out: bool = False) -> None:
     """Before a session the server forgot is closed, let the requests in flight on it
     end (each is answered 404 at once, and sent again on the next session): closing
     the session under them failed them as a broken connection (which may have run).
+    So too for a session signed out of (``signed_out``): its calls running finish.
     Woken when the last of them ends (``SupervisorHooks.wait_until``), not polled."""
+    within = SIGNED_OUT_WITHIN if signed_out else SETTLE_WITHIN
     await wait_until(lambda: not busy(), within)
 
 

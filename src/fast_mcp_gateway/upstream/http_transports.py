@@ -62,6 +62,8 @@ class _UrlTransport(_TransportBase):
     label: str | None = None  # the replica's name in log lines (the supervisor sets it)
     # Told why, when the server no longer knows a session (the supervisor sets it).
     on_lost: Callable[[str], None] | None = None
+    # Told when its server was signed out of (``auth:``; the supervisor sets it).
+    on_signed_out: Callable[[Any], None] | None = None
     # How long its idle connections are reused: the replica's (the supervisor sets it),
     # outliving this transport; read by each session's client and tap.
     idle: IdleBound | None = None

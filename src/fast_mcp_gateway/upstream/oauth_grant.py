@@ -12,8 +12,12 @@ each time: a token stored meanwhile (another process's ``login``, a refresh by a
 gateway on the same PostgreSQL) is taken as it is; a due one is refreshed at the stored
 token endpoint with the stored client and ``resource`` (RFC 8707: the same as at the
 sign-in), and the row updated.  No row, no refresh token, or a refresh the
-authorization server refuses (``invalid_grant``...) is ``SignInRequired``: the replica
-is ``signed_out`` until someone signs in (``CredentialBook.signed_in_event``).
+authorization server refuses with a code saying the grant is dead (``invalid_grant``,
+``invalid_client``, ``unauthorized_client``) is ``SignInRequired``: the replica is
+``signed_out`` until someone signs in (``CredentialBook.signed_in_event``).  Any other
+answer (a proxy's HTML page, an empty 400) keeps the tokens: ``SignInFailed``
+(retryable: the supervisor's backoff) quoting the status and the answer's first
+characters, masked.
 """
 
 from __future__ import annotations
@@ -39,11 +43,16 @@ from fast_mcp_gateway.store.credentials import (
     StoredCredential,
 )
 from fast_mcp_gateway.store.sealing import CredentialSeal, SealBroken, credential_keys
+from fast_mcp_gateway.telemetry.redaction import CALLERS
 from fast_mcp_gateway.upstream.token_grants import TOKEN_TIMEOUT, Token, error_code, token_of
 
 logger = logging.getLogger(__name__)
 
 _REFUSED = frozenset({"invalid_grant", "invalid_client", "unauthorized_client"})
+"""The OAuth error codes (RFC 6749 5.2) that say the sign-in is dead: only these sign
+out.  Any other answer -- a proxy's page, an empty body, another code, 5xx -- is a
+transient failure: the tokens are kept and the refresh tried again."""
+_SHOWN = 60  # characters of an answer that is no token, quoted (masked) in the error
 
 
 class CredentialBook:
@@ -56,6 +65,8 @@ class CredentialBook:
         self._memory = MemoryCredentials()
         self._seal: CredentialSeal | None = None
         self._events: dict[str, anyio.Event] = {}
+        self.slots: dict[Any, Any] = {}  # its gateway's ``bearer.TokenSlot``s
+        self.seen: dict[str, StoredCredential] = {}  # each server's row as last read (status)
 
     def signed_in_event(self, server: str) -> anyio.Event:
         """Set when a sign-in of ``server`` is stored through this book (then a new one)."""
@@ -87,13 +98,19 @@ class CredentialBook:
     async def load(self, server: str) -> tuple[StoredCredential, dict[str, Any]] | None:
         """The row of ``server`` and its secrets; ``SealBroken`` when it does not open."""
         row = await self.store.credential(server, OWNER_GATEWAY)
-        return None if row is None else (row, self.seal().open(row))
+        if row is None:
+            self.seen.pop(server, None)
+            return None
+        self.seen[server] = row
+        return row, self.seal().open(row)
 
     async def save(self, row: StoredCredential, secrets: dict[str, Any]) -> None:
         sealed = self.seal().seal(row.server, row.owner, secrets)
         await self.store.put_credential(StoredCredential(**{**row.__dict__, "sealed": sealed}))
+        self.seen[row.server] = row
 
     async def forget(self, server: str) -> int:
+        self.seen.pop(server, None)
         return await self.store.delete_credentials(server, OWNER_GATEWAY)
 
 
@@ -110,7 +127,8 @@ def signed_in_under(url: str, auth: Any) -> dict[str, Any]:
     """The settings a sign-in is made under, kept (sealed) with it: a sign-in made under
     others -- a reload changed ``url:``, ``auth.client_id``, ``auth.issuer`` or
     ``auth.scopes`` -- is no sign-in (its token is not sent to another server or under
-    another client; a person signs in again)."""
+    another client; a person signs in again).  ``auth.client_secret`` is not one: a new
+    secret of the same client does not sign anyone out (the refresh sends it)."""
     return {"url": url, "auth.client_id": auth.client_id, "auth.issuer": auth.issuer,
             "auth.scopes": sorted(auth.scopes)}
 
@@ -123,6 +141,18 @@ def changed_settings(stored: Any, now: dict[str, Any]) -> list[str]:
     return [name for name, value in now.items() if stored.get(name) != value]
 
 
+def _quoted(response: httpx2.Response) -> str:
+    """The first characters of an answer that is no token (secrets masked)."""
+    from fast_mcp_gateway.telemetry.redaction import mask_text
+
+    text = " ".join(response.content[:_SHOWN * 4].decode(errors="replace").split())
+    if not text:
+        return "an empty body"
+    kind = response.headers.get("content-type", "").partition(";")[0].strip() or "no type"
+    text = mask_text(text)  # before the cut: a secret cut short would not match
+    return f"{kind}: {text[:_SHOWN]!r}{'...' if len(text) > _SHOWN else ''}"
+
+
 class RefreshGrant:
     """A person's sign-in of one server, as a ``TokenSlot``'s grant (module docstring)."""
 
@@ -130,6 +160,7 @@ class RefreshGrant:
                  clock: Callable[[], float] = time.time) -> None:
         self.server, self.url, self._clock = server, url, clock
         self.settings = signed_in_under(url, auth)
+        self.client_id, self.client_secret = auth.client_id, auth.client_secret
 
     def _required(self, why: str, seen: float | None = None) -> SignInRequired:
         book = BOOK.get()
@@ -167,8 +198,6 @@ class RefreshGrant:
                            refresh=tokens.get("refresh_token"))
             fresh = stored.renew_at is None or self._clock() < stored.renew_at
             if fresh and (current is None or current.access != access):
-                from fast_mcp_gateway.telemetry.redaction import CALLERS
-
                 CALLERS.add([access, *([stored.refresh] if stored.refresh else [])])
                 return stored  # stored meanwhile (a sign-in, another gateway's refresh)
         if not tokens.get("refresh_token"):
@@ -189,8 +218,6 @@ class RefreshGrant:
         access, refresh = tokens.get("access_token"), tokens.get("refresh_token")
         if found is None or not access or refresh == used.get("refresh_token"):
             return None
-        from fast_mcp_gateway.telemetry.redaction import CALLERS
-
         CALLERS.add([access, *([refresh] if refresh else [])])
         return Token(access=access, expires_at=found[0].expires_at,
                      lifetime=tokens.get("lifetime"), refresh=refresh)
@@ -198,6 +225,11 @@ class RefreshGrant:
     async def _refresh(self, book: CredentialBook, row: StoredCredential,
                        secrets: dict[str, Any]) -> Token:
         client, tokens = secrets.get("client") or {}, secrets["tokens"]
+        if self.client_secret and client.get("client_id") == self.client_id:
+            # The configured client's secret now: a rotated one (config edited and
+            # reloaded) refreshes this sign-in; the one stored at the sign-in is old.
+            CALLERS.add([self.client_secret])
+            client = {**client, "client_secret": self.client_secret}
         endpoint = row.token_endpoint
         if not endpoint or not client.get("client_id"):
             raise self._required("its stored sign-in names no token endpoint")
@@ -224,7 +256,7 @@ class RefreshGrant:
         except ValueError:
             data = None
         code = error_code(data)
-        if response.status_code in (400, 401) and (code in _REFUSED or code is None):
+        if response.status_code in (400, 401) and code in _REFUSED:
             if (newer := await self._refreshed_meanwhile(book, tokens)) is not None:
                 return newer  # another gateway rotated that refresh token first: its tokens
             why = (f"its refresh was refused by {row.issuer or endpoint} at "
@@ -237,16 +269,21 @@ class RefreshGrant:
         token = token_of(data, self._clock()) if response.status_code == 200 \
             and isinstance(data, dict) else None
         if token is None:
+            logger.warning("upstream %s: refresh at %s answered HTTP %d, not a token: "
+                           "sign-in kept, tried again", self.server, endpoint,
+                           response.status_code)
             raise SignInFailed(
                 self.server, f"its authorization server at {endpoint} answered HTTP "
-                f"{response.status_code}{f' ({code})' if code else ''} to a refresh, not a "
-                "token; the gateway tries again", retryable=response.status_code >= 500)
+                f"{response.status_code} to a refresh, not a token "
+                f"({f'error {code}' if code else _quoted(response)}); the sign-in is kept "
+                "and the gateway tries again", retryable=True)
         refresh = token.refresh or tokens["refresh_token"]  # RFC 6749 6: may keep the old
         await book.save(
             StoredCredential(**{**row.__dict__, "expires_at": token.expires_at,
                                 "updated_at": self._clock(), "updated_by": "refresh"}),
-            {**secrets, "tokens": {"access_token": token.access, "refresh_token": refresh,
-                                   "lifetime": token.lifetime}})
+            {**secrets, "client": client,
+             "tokens": {"access_token": token.access, "refresh_token": refresh,
+                        "lifetime": token.lifetime}})
         logger.info("upstream %s: token refreshed at %s%s", self.server, endpoint,
                     f" (valid {token.lifetime:.0f} s)" if token.lifetime else "")
         return Token(access=token.access, expires_at=token.expires_at,

@@ -215,7 +215,7 @@ class Requests:
                 if end is not None and end.refused(exc, asked):  # not run: sent again (above)
                     forgotten = True
                     raise _Forgotten(session, end) from exc
-                cause = sup.closed_by_protocol_error()
+                cause = sup.tap.fatal if sup.tap is not None else None  # the stdio reader's
                 if connection_lost(exc, cause):  # not an upstream's own -32000 answer
                     detail, intact = lost_with(exc, cause)
                     reason = f"connection closed during {what}{detail}"

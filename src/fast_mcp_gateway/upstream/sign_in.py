@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+import weakref
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -44,13 +45,20 @@ from fast_mcp_gateway.store.base import StorageError
 from fast_mcp_gateway.store.credentials import OWNER_GATEWAY, StoredCredential
 from fast_mcp_gateway.telemetry.redaction import mask_text
 from fast_mcp_gateway.upstream.bearer import forget_tokens
+from fast_mcp_gateway.upstream.model import UpstreamState
 from fast_mcp_gateway.upstream.oauth_grant import (
     BOOK,
     CredentialBook,
+    at_utc,
     changed_settings,
     signed_in_under,
 )
-from fast_mcp_gateway.upstream.sign_in_page import CALLBACK_PATH, callback_app, revoke
+from fast_mcp_gateway.upstream.sign_in_page import (
+    CALLBACK_PATH,
+    callback_app,
+    quiet_protocol,
+    revoke,
+)
 from fast_mcp_gateway.upstream.token_grants import same_issuer
 
 logger = logging.getLogger(__name__)
@@ -261,8 +269,9 @@ class SignIns:
     def __init__(self, settings: Any, store: Any = lambda: None, manager: Any = None) -> None:
         self.book = CredentialBook([k.get_secret_value() for k in settings.credential_keys],
                                    settings.db if settings.record_calls else None, store)
-        BOOK.set(self.book)
-        _CURRENT.set(self)
+        self.bind()
+        if manager is not None:
+            _BY_FLEET[manager] = self
         self.port: int = settings.oauth_callback_port
         self._manager = manager
         self._flows: dict[str, _Flow] = {}
@@ -270,6 +279,12 @@ class SignIns:
         self._listener: Any = None  # the callback's uvicorn server while flows wait
         self._listener_done: anyio.Event | None = None
         logging.getLogger("mcp.client.auth").setLevel(logging.CRITICAL + 1)
+
+    def bind(self) -> None:
+        """Make this the book and sign-ins of the tasks the caller starts from now on
+        (where the gateway starts its own: two gateways in one process keep theirs)."""
+        BOOK.set(self.book)
+        _CURRENT.set(self)
 
     @property
     def manager(self) -> Any:
@@ -329,7 +344,7 @@ class SignIns:
     def pending(self, server: str) -> bool:
         """Whether a sign-in of ``server`` waits for its person."""
         flow = self._flows.get(server)
-        return flow is not None and not flow.done.is_set()
+        return flow is not None and flow.url is not None and not flow.done.is_set()
 
     async def finished(self, server: str) -> GatewayError | None:
         """Wait for ``server``'s pending sign-in to end; its error, or None."""
@@ -366,9 +381,12 @@ class SignIns:
                                f"cannot be opened ({exc.strerror}); free it, or set "
                                "MCP_GATEWAY_OAUTH_CALLBACK_PORT to another port") from None
         sock.listen(16)
+        # No log_level (uvicorn would set its loggers' levels process-wide: an app
+        # serving the gateway at INFO lost its access log) and no access lines (the
+        # callback's URL holds the code and state): ``quiet_protocol``.
         listener = self._listener = uvicorn.Server(uvicorn.Config(
-            callback_app(self._by_state), log_level="warning", log_config=None,
-            lifespan="off"))
+            callback_app(self._by_state), log_level=None, log_config=None,
+            lifespan="off", http=quiet_protocol()))
         done = self._listener_done = anyio.Event()
 
         async def serve() -> None:
@@ -396,20 +414,34 @@ class SignIns:
         if found is not None:
             await revoke(server, *found)
         gone = await self.book.forget(server) > 0
-        forget_tokens(server)
+        # A session held lets its calls in flight finish; new calls are told these words.
+        forget_tokens(server, self.book, SignInRequired(
+            server, f"signed out at {at_utc(time.time())}", self.book.signed_in_event(server)))
         if self._manager is not None and server in self._manager.services:
             for replica in self._manager.get(server).replicas:
-                replica.reconnect()
+                if replica.state is not UpstreamState.READY and \
+                        replica.state is not UpstreamState.SIGNED_OUT:
+                    replica.reconnect()  # (an attempt under way would use the old token)
         logger.info("upstream %s: signed out", server)
         return gone
 
 
 _CURRENT: ContextVar[SignIns | None] = ContextVar("fast_mcp_gateway_sign_ins", default=None)
+_BY_FLEET: weakref.WeakKeyDictionary[Any, SignIns] = weakref.WeakKeyDictionary()
 
 
-def current_sign_ins() -> SignIns | None:
-    """The sign-ins of the gateway (or ``login``) whose task asks (set where made)."""
-    return _CURRENT.get()
+def current_sign_ins(fleet: Any = None) -> SignIns | None:
+    """The sign-ins of the gateway whose ``fleet`` (its manager) it is, else those of
+    the gateway (or ``login``) whose task asks (set where made and where it starts)."""
+    found = _BY_FLEET.get(fleet) if fleet is not None else None
+    return found if found is not None else _CURRENT.get()
+
+
+def forget_removed(fleet: Any, server: str) -> None:
+    """Drop a removed server's tokens held in memory by ``fleet``'s gateway: added back,
+    it is signed out (its row went with it)."""
+    sign_ins = current_sign_ins(fleet)
+    forget_tokens(server, sign_ins.book if sign_ins is not None else BOOK.get())
 
 
 async def wait_signed_in(server: str, required: SignInRequired, wake: anyio.Event) -> None:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import html
 import logging
+import math
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, cast
 from urllib.parse import quote
 
@@ -25,6 +27,30 @@ logger = logging.getLogger(__name__)
 
 CALLBACK_PATH = "/oauth/callback"
 DONE_WITHIN = 60.0  # seconds the page waits for the token exchange to end
+
+
+def valid_for(expires_at: float, now: float) -> str:
+    """How long a sign-in link is still valid, in words: whole minutes rounded up (a
+    10-minute link read a moment later said "9 min"), and until when."""
+    left = max(0.0, expires_at - now)
+    until = datetime.fromtimestamp(expires_at, UTC).strftime("%H:%M UTC")
+    if left < 60:
+        return f"expires in under a minute, at {until}"
+    return f"expires in {math.ceil(left / 60)} min, at {until}"
+
+
+def quiet_protocol() -> Any:
+    """uvicorn's h11 protocol writing no access line (the callback's query holds the
+    code and state), without touching the process's ``uvicorn.access`` logger (uvicorn's
+    own ``access_log=False`` empties its handlers for everyone)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class Quiet(H11Protocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.access_log = False
+
+    return Quiet
 
 
 def back(port: int) -> str:

@@ -124,23 +124,18 @@ class Supervisor:
         self._transport: ClientTransport | None = None  # the latest attempt's (its facts)
         self.tap: SideDoor | None = None  # the session's raw side door (express lanes)
         self.end: SessionEnd | None = None  # a streamable-HTTP session's (its 404s)
-        self._lost: str | None = None  # why the server forgot the held session
         self._enabled = config.enabled
         self._stopping = self._restart_requested = False
-        self._wake = anyio.Event()
+        self._wake, self._first_attempt, self._closed = anyio.Event(), anyio.Event(), anyio.Event()
         self._attempt_scope: anyio.CancelScope | None = None
-        self._first_attempt = anyio.Event()
-        self._broken: str | None = None
-        self._closed = anyio.Event()
+        self._broken = self._lost = cast("str | None", None)  # _lost: the server forgot it
         self.fetch_catalog = CatalogFetcher(label)
-        self._step: str | None = None  # the connect request being waited for
-        self._notice: str | None = None  # a skipped protocol error, for last_error
-        self._violations = 0  # protocol errors in this attempt (the first is logged)
-        self._timeouts = 0  # connect timeouts in a row: each doubles the deadline (8x at most)
+        self._step = self._notice = cast("str | None", None)  # connect step; skipped error
+        self._violations = self._timeouts = 0  # protocol errors (attempt); timeouts in a row
         self._timed_out = self._unreachable = False  # last attempt: at its deadline / no one there
         self._stderr = CountingSink(self.stderr)  # its bytes: progress while connecting
         self._lineage, self._loop = lineage or Lineage(), cast("str | None", None)  # loops.py
-        self._signed_out: SignInRequired | None = None  # auth: oauth, no usable sign-in
+        self._signed_out = self._out = cast("SignInRequired | None", None)  # auth: oauth
 
     # -- state ------------------------------------------------------------------
 
@@ -205,15 +200,18 @@ class Supervisor:
             self._notice = self._notice or reason  # the first one: the one to quote
         self._hooks.notify()
 
-    def closed_by_protocol_error(self) -> str | None:
-        """Why the stdio reader ended the current session, if it did."""
-        tap = self.tap
-        return tap.fatal if tap is not None else None
-
     def session_lost(self, reason: str) -> None:
         """The server no longer knows the held session: end it (a new one follows)."""
         self._lost = self._lost or reason
         self.mark_broken(reason)
+
+    def signed_out_held(self, required: SignInRequired) -> None:
+        """Signed out while its session is held: new requests are refused in its words;
+        those in flight finish, then the session ends (``upstream/sign_in.py``)."""
+        if self.state is UpstreamState.READY:
+            self._out, self.last_error = required, required.detail
+            self._set_state(UpstreamState.SIGNED_OUT)
+            self.mark_broken(required.detail)
 
     def mark_broken(self, reason: str) -> None:
         """End the held session (the supervisor reconnects); the first reason wins."""
@@ -338,7 +336,8 @@ class Supervisor:
             self._first_attempt.set()
 
     def _explain_failure(self, exc: BaseException | None, text: str | None = None) -> str:
-        self._unreachable, self._signed_out = unreachable(exc), needs_sign_in(exc)
+        self._unreachable = unreachable(exc)
+        self._signed_out = needs_sign_in(exc) or self._out
         return explain_connect_failure(
             exc, text, kind=self.config.kind, stderr=self.stderr.current(40), step=self._step,
             notice=self._notice, violations=self._violations, transport=self._transport)
@@ -347,7 +346,7 @@ class Supervisor:
         if self.state is not UpstreamState.READY:  # an enable starts: no lost session
             self._set_state(UpstreamState.STARTING if self._stats.attempts == 0 or self.state
                             is UpstreamState.DISABLED else UpstreamState.RECONNECTING)
-        self._broken = self._lost = None
+        self._broken = self._lost = self._out = None
         self._closed = anyio.Event()
         self._step, self._notice, self._violations, self._loop = None, None, 0, None
         # Spawn-first: ``serve`` may have started this replica's process already.
@@ -376,6 +375,7 @@ class Supervisor:
             elif hasattr(transport, "label"):  # the HTTP ones: their log lines name us
                 transport.label, transport.idle = self.label, self._stats.idle  # type: ignore[attr-defined]
                 transport.on_lost = self.session_lost  # type: ignore[attr-defined]
+                transport.on_signed_out = self.signed_out_held  # type: ignore[attr-defined]
             started = anyio.current_time()
             try:
                 with anyio.CancelScope() as scope:
@@ -443,7 +443,7 @@ class Supervisor:
             self._step = "the catalog listing"
             return await fetch(session)
         except StepFailed as exc:
-            cause = self.closed_by_protocol_error()
+            cause = self.tap.fatal if self.tap is not None else None  # the stdio reader's
             raise ConnectFailed(exc, cause) from exc
 
     def _check_lineage(self, meta: object) -> None:
@@ -484,8 +484,8 @@ class Supervisor:
             check=self._check_lineage, tell=self._lineage.tells(id(self)))
         await hold(session, ended=self._closed, end=self.mark_broken, stderr_done=stderr_done,
                    probe=probe, serve=self._hooks.serve)
-        if self._lost is not None:  # its requests in flight are refused: let them end
-            await settle(lambda: self._stats.active > 0, self._hooks.wait_until)
+        if self._lost is not None or self._out is not None:  # let those in flight end
+            await settle(lambda: self._stats.active > 0, self._hooks.wait_until, bool(self._out))
         if self._broken and not (self._stopping or self._restart_requested):
             # Said once, at WARNING, by the state change that follows (ready ->
             # reconnecting, with the exit code and stderr): not here as well.

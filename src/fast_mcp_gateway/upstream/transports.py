@@ -143,6 +143,7 @@ def refused_by(transport: Any, auth: BearerAuth | None) -> None:
     reconnect's ``ready`` then says why (``upstream/bearer.py``)."""
     if auth is not None:
         auth.on_refused = lambda reason: transport.on_lost and transport.on_lost(reason)
+        auth.on_signed_out = lambda why: transport.on_signed_out and transport.on_signed_out(why)
 
 
 @functools.cache

@@ -1,0 +1,76 @@
+"""Status surfaces say a server's sign-in (``auth:``; upstream/sign_in_status.py):
+``sign_in: {state, expires_at, issuer, scopes}`` in ``gateway_list_servers``, REST
+``/api/v1/servers`` and ``mcp-gateway check --json`` -- never a token; and ``check
+--allow-signed-out`` exits 0 when the only problems are signed-out servers, naming
+them.  Real loopback authorization server and protected MCP server, real SQLite file,
+real HTTP and CLI subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+
+from fast_mcp_gateway.upstream.model import UpstreamState
+from tests.fixtures import serve_http
+from tests.oauth_servers import person_signs_in, signing_upstream
+from tests.test_cli_login import cli
+from tests.test_oauth_sign_in import free_port, gateway, running, sign_in, state_is
+
+pytestmark = pytest.mark.anyio
+
+
+async def listed(client: Any) -> dict[str, Any]:
+    answer = await client.call_tool("gateway_list_servers", {"detail": True})
+    (server,) = answer.structured_content["servers"]
+    return dict(server)
+
+
+async def test_the_sign_in_is_in_every_status_without_a_token(tmp_path: Path) -> None:
+    async with signing_upstream() as (provider, url):
+        gw = gateway(url, tmp_path / "gateway.db", free_port())
+        async with running(gw) as client:
+            await state_is(gw, UpstreamState.SIGNED_OUT)
+            assert (await listed(client))["sign_in"]["state"] == "signed_out"
+            link = await sign_in(client)
+            assert (await listed(client))["sign_in"]["state"] == "pending"
+            await person_signs_in(link)
+            await state_is(gw, UpstreamState.READY)
+            server = await listed(client)
+            sign = server["sign_in"]
+            assert sign["state"] == "signed_in" and sign["scopes"] == ["read"]
+            assert sign["issuer"].startswith("http://127.0.0.1:")
+            assert time.time() + 3000 < sign["expires_at"] <= time.time() + 3600
+            text = json.dumps(server)
+            for token in [*provider.access_tokens, *provider.refresh_tokens]:
+                assert token not in text
+        async with serve_http(gw.http_app()) as base, httpx2.AsyncClient(timeout=30) as http:
+            await state_is(gw, UpstreamState.READY)
+            rest = (await http.get(base + "/api/v1/servers")).json()
+            (row,) = rest["servers"] if isinstance(rest, dict) else rest
+            assert row["sign_in"]["state"] == "signed_in"
+
+
+async def test_check_allow_signed_out_exits_0_and_names_them(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_GATEWAY_")}
+    async with signing_upstream() as (_provider, url):
+        config = tmp_path / "servers.yaml"
+        await anyio.Path(config).write_text(
+            f"servers:\n  tickets: {{url: '{url}', auth: {{type: oauth}}}}\n")
+        args = ["check", "--config", str(config), "--db", str(tmp_path / "g.db"), "--json"]
+        strict = await anyio.run_process(cli(*args), env=env, check=False)
+        assert strict.returncode == 1
+        (row,) = json.loads(strict.stdout)["servers"]
+        assert row["sign_in"]["state"] == "signed_out"
+        allowed = await anyio.run_process(cli(*args, "--allow-signed-out"), env=env,
+                                          check=False)
+        assert allowed.returncode == 0, allowed.stderr
+        assert json.loads(allowed.stdout)["signed_out_allowed"] == ["tickets"]
+        assert "signed out, allowed by --allow-signed-out: tickets (not connected until " \
+               "signed in: 'mcp-gateway login tickets'" in allowed.stderr.decode()

@@ -217,9 +217,9 @@ class Lease:
     """A lease row: ``holder`` has ``name`` until ``expires_at``: unix time by this
     gateway's clock, what the store's clock said was left when it was read from now
     (``lease_of``: a lease is written and compared by the store's clock, never by two
-    gateways' clocks: lease30).  ``servers``: the server names the holder said its config file configures (an
-    instance lease's, ``admin/instance_lease.py``); None when it said none (another
-    lease, or a gateway from before they were said)."""
+    gateways' clocks: lease30).  ``servers``: the server names the holder said its
+    config file configures (an instance lease's, ``admin/instance_lease.py``); None
+    when it said none (another lease, or a gateway from before they were said)."""
 
     name: str
     holder: str

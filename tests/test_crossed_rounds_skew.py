@@ -162,3 +162,30 @@ async def test_a_lease_runs_by_the_stores_clock(shared: Store, skew: float) -> N
             await anyio.sleep(0.1)
     held = await store.lease("alerts")
     assert held is not None and held.holder == "gw-b" and held.expires_at > time.time() + 20
+
+
+@pytest.mark.parametrize("skew", SKEWS)
+async def test_a_taken_rounds_deadline_and_its_holders_lease_are_read_as_time_left(
+        pg_url: str, skew: float) -> None:
+    """The holder, its clock 60 s ahead or behind, holds its lease (30 s) and takes a
+    round with 10 s left of its deadline: the receiver reads 30 s and 10 s left (at most)
+    by the database's clock.  It compared the holder's times with its own clock: behind,
+    the holder's lease read as ended and its deadline as missed."""
+    from fast_mcp_gateway.store.postgres_rounds import rounds_of
+
+    store = await open_store(pg_url)
+    try:
+        rounds = rounds_of(store)
+        assert rounds is not None
+        await with_clock_off(skew, lambda: store.hold_lease("instance:gw-a", "gw-a", 30))
+        await rounds.post("round", "k1", "gw-a", "gw-b", "{}")
+        taken = await with_clock_off(skew, lambda: rounds.take_round(
+            "k1", "gw-a", lambda _payload: time.time() + 10))
+        assert taken is not None
+        state = await rounds.state("k1", "gw-a")
+        assert not state.posted and not state.replied
+        assert state.lease_left is not None and 0 < state.lease_left <= 30, state
+        assert state.until_left is not None and 0 < state.until_left <= 10, state
+        await rounds.clear("k1")
+    finally:
+        await store.close()

@@ -164,9 +164,11 @@ class Crossing:
                     if got is not None:
                         done = True
                         return outcome_of(opened(got[1], codec), server)
-                if state.lease_end is None or state.lease_end <= time.time():
+                # Both by the store's clock (lease30): not this instance's against the
+                # holder's.
+                if state.lease_left is None or state.lease_left <= 0:
                     raise UpstreamError(server, _gone(what, holder, server))
-                if state.until is not None and state.until + REPLY_GRACE <= time.time():
+                if state.until_left is not None and state.until_left + REPLY_GRACE <= 0:
                     raise UpstreamError(server, _silent(what, holder, server))
                 if state.posted and anyio.current_time() - asked_at > self.parking.ask_timeout:
                     raise UpstreamError(server, (

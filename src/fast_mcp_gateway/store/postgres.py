@@ -417,9 +417,8 @@ class PostgresStore(PgCallLog, PgCredentials):
 
     async def hold_lease(self, name: str, holder: str, ttl: float,
                          servers: Iterable[str] | None = None) -> bool:
-        now = time.time()
         async with self._written() as conn:
-            holder_now = await conn.fetchval(schema.LEASE, name, holder, now + ttl, now,
+            holder_now = await conn.fetchval(schema.LEASE, name, holder, ttl,
                                              lease_servers(servers, holder))
         return bool(holder_now == holder)
 

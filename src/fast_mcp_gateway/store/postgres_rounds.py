@@ -10,7 +10,10 @@ row is there.  The one taking a row deletes it (``DELETE ... RETURNING``), so a
 message is taken at most once, and a round withdrawn (``take`` by its sender) cannot
 be taken by the holder after.  The holder takes a round and leaves in its place, in
 the same transaction, a ``'taken'`` row holding its deadline (``take_round``: by then
-it replies, or the receiver stops waiting); its reply deletes it (``reply``).  While it
+it replies, or the receiver stops waiting); its reply deletes it (``reply``).  Every
+time here (rows' ``at``, that deadline, the holder's lease end) is written and compared
+by the database's clock (``CLOCK``), the holder's deadline as what is left of it by its
+own clock: gateways' clocks are never compared with each other's (lease30).  While it
 serves the round, the call's progress and logs go to the receiver as ``'note'`` rows
 (id ``<key>.<n>``, in order), written before the reply.  Rows older than
 ``KEEP_SECONDS`` (a sender gone before its reply came) are deleted by listening
@@ -27,6 +30,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppres
 from typing import Any, NamedTuple
 
 from fast_mcp_gateway.store.postgres_feed import application, load_asyncpg
+from fast_mcp_gateway.store.postgres_schema import CLOCK
 
 CHANNEL_PREFIX = "mcp_gateway_rounds_"
 KEEP_SECONDS = 3600.0
@@ -39,8 +43,9 @@ class RoundState(NamedTuple):
     posted: bool  # still there: not taken
     replied: bool  # its reply is there
     noted: bool  # progress or logs of its call are there
-    until: float | None  # taken: the holder's deadline (None: not taken, or replied)
-    lease_end: float | None  # when the holder's instance lease ends (None: none)
+    # Seconds left by the database's clock, negative once past:
+    until_left: float | None  # taken: to the holder's deadline (None: not, or replied)
+    lease_left: float | None  # to the end of the holder's instance lease (None: none)
 
 
 def channel(instance: str) -> str:
@@ -64,7 +69,7 @@ class PgRounds:
         async with self._written() as conn:
             await conn.execute(
                 "INSERT INTO parked_rounds (id, kind, addressee, sender, payload, at)"
-                " VALUES ($1, $2, $3, $4, $5, $6)", key, kind, to, sender, payload, time.time())
+                f" VALUES ($1, $2, $3, $4, $5, {CLOCK})", key, kind, to, sender, payload)
             await conn.execute("SELECT pg_notify($1, $2)", channel(to), f"{kind}:{key}")
 
     async def tell(self, to: str, kind: str, key: str) -> None:
@@ -74,8 +79,9 @@ class PgRounds:
 
     async def take_round(self, key: str, to: str, until_of: Callable[[str], float]
                          ) -> tuple[str, str, float] | None:
-        """The round's sender, payload and the deadline ``until_of(payload)`` left in its
-        place (a ``'taken'`` row, one transaction); None if it is not there."""
+        """The round's sender, payload and the deadline ``until_of(payload)`` (unix time
+        by this gateway's clock) left in its place (a ``'taken'`` row, one transaction,
+        as the database's clock now plus what is left of it); None if it is not there."""
         async with self._written() as conn:
             row = await conn.fetchrow(
                 "DELETE FROM parked_rounds WHERE id = $1 AND kind = 'round' AND addressee = $2"
@@ -86,8 +92,8 @@ class PgRounds:
             until = until_of(payload)
             await conn.execute(
                 "INSERT INTO parked_rounds (id, kind, addressee, sender, payload, at)"
-                " VALUES ($1, 'taken', $2, $3, $4, $5)", key, sender, to, repr(until),
-                time.time())
+                f" VALUES ($1, 'taken', $2, $3, ({CLOCK} + $4::float8)::text, {CLOCK})",
+                key, sender, to, until - time.time())
         return sender, payload, until
 
     async def reply(self, key: str, to: str, sender: str, payload: str) -> None:
@@ -97,7 +103,7 @@ class PgRounds:
                                key)
             await conn.execute(
                 "INSERT INTO parked_rounds (id, kind, addressee, sender, payload, at)"
-                " VALUES ($1, 'reply', $2, $3, $4, $5)", key, to, sender, payload, time.time())
+                f" VALUES ($1, 'reply', $2, $3, $4, {CLOCK})", key, to, sender, payload)
             await conn.execute("SELECT pg_notify($1, $2)", channel(to), f"reply:{key}")
 
     async def note(self, key: str, n: int, to: str, sender: str, payload: str) -> None:
@@ -131,8 +137,8 @@ class PgRounds:
         """The rounds left for ``to`` (a notification missed while it did not listen);
         first, messages nobody took within ``KEEP_SECONDS`` are deleted."""
         async with self._written() as conn:
-            await conn.execute("DELETE FROM parked_rounds WHERE at < $1",
-                               time.time() - KEEP_SECONDS)
+            await conn.execute(f"DELETE FROM parked_rounds WHERE at < {CLOCK} - $1::float8",
+                               KEEP_SECONDS)
             rows = await conn.fetch("SELECT id FROM parked_rounds WHERE addressee = $1"
                                     " AND kind = 'round' ORDER BY at", to)
         return [str(r[0]) for r in rows]
@@ -146,9 +152,11 @@ class PgRounds:
                 " EXISTS (SELECT 1 FROM parked_rounds WHERE kind = 'note'"
                 " AND id > $3 AND id < $4),"
                 " (SELECT payload FROM parked_rounds WHERE id = $1 AND kind = 'taken'),"
-                " (SELECT expires_at FROM leases WHERE name = $2)",
+                f" (SELECT expires_at - {CLOCK} FROM leases WHERE name = $2), {CLOCK}",
                 key, INSTANCE_LEASE + holder, key + ".", key + "/")
-        return RoundState(bool(row[0]), bool(row[1]), bool(row[2]), _seconds(row[3]),
+        until = _seconds(row[3])
+        return RoundState(bool(row[0]), bool(row[1]), bool(row[2]),
+                          None if until is None else until - float(row[5]),
                           None if row[4] is None else float(row[4]))
 
     @asynccontextmanager

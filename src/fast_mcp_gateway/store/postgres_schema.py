@@ -289,15 +289,21 @@ TABLES = frozenset({"invocations", "invocation_minutes", "invocation_hours", "au
                     "alert_rules", "alert_events", "pins", "leases", "era_needs",
                     "name_bindings", "upstream_credentials"})
 
-# Take a free or expired lease, or renew one's own; returns the holder after it (no row:
-# another holder's lease is still running).
-LEASE = ("INSERT INTO leases AS l (name, holder, expires_at, servers) VALUES ($1, $2, $3, $5)"
+# The database's clock, unix seconds: what lease ends and parked rounds' times are
+# written and compared by, so that no gateway's clock is compared with another's (lease30).
+CLOCK = "extract(epoch from clock_timestamp())::float8"
+
+# Take a free or expired lease for $3 seconds, or renew one's own; returns the holder
+# after it (no row: another holder's lease is still running).
+LEASE = ("INSERT INTO leases AS l (name, holder, expires_at, servers)"
+         f" VALUES ($1, $2, {CLOCK} + $3, $4)"
          " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,"
          " expires_at = excluded.expires_at, servers = excluded.servers"
-         " WHERE l.holder = excluded.holder OR l.expires_at < $4"
+         f" WHERE l.holder = excluded.holder OR l.expires_at < {CLOCK}"
          " RETURNING holder")
 
-LEASES = "SELECT name, holder, expires_at, servers FROM leases"
+# A lease's seconds left by the database's clock (records.lease_of).
+LEASES = f"SELECT name, holder, expires_at - {CLOCK}, servers FROM leases"
 
 _BOOKKEEPING = """
 CREATE TABLE IF NOT EXISTS gateway_schema (

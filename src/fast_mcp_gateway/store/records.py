@@ -10,6 +10,7 @@ I/O, nothing imported beyond the standard library (``new_uid``: random bits).
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -213,14 +214,16 @@ class ChangeBatch:
 
 @dataclass(frozen=True)
 class Lease:
-    """A lease row: ``holder`` has ``name`` until ``expires_at`` (unix time).
-    ``servers``: the server names the holder said its config file configures (an
-    instance lease's, ``admin/instance_lease.py``); None when it said none (another
-    lease, or a gateway from before they were said)."""
+    """A lease row: ``holder`` has ``name`` until ``expires_at``: unix time by this
+    gateway's clock, what the store's clock said was left when it was read from now
+    (``lease_of``: a lease is written and compared by the store's clock, never by two
+    gateways' clocks: lease30).  ``servers``: the server names the holder said its
+    config file configures (an instance lease's, ``admin/instance_lease.py``); None
+    when it said none (another lease, or a gateway from before they were said)."""
 
     name: str
     holder: str
-    expires_at: float
+    expires_at: float = field(compare=False)  # two reads of one lease: a little apart
     servers: frozenset[str] | None = None
 
 
@@ -233,8 +236,9 @@ def lease_servers(servers: Iterable[str] | None, holder: str) -> str | None:
 
 
 def lease_of(row: Sequence[Any]) -> Lease:
-    """A lease from its row: name, holder, expires_at, servers (``lease_servers``)."""
-    return Lease(row[0], row[1], float(row[2]), servers_of(row[3], row[1]))
+    """A lease from its row: name, holder, the seconds left by the store's clock (its
+    ``expires_at`` less the store's now: ``LEASE_LEFT``), servers (``lease_servers``)."""
+    return Lease(row[0], row[1], time.time() + float(row[2]), servers_of(row[3], row[1]))
 
 
 def servers_of(stored: str | None, holder: str) -> frozenset[str] | None:

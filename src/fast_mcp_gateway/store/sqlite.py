@@ -410,8 +410,7 @@ class SQLiteStore(SQLiteCallLog, SQLiteCredentials):
 
     async def hold_lease(self, name: str, holder: str, ttl: float,
                          servers: Iterable[str] | None = None) -> bool:
-        now = time.time()
-        rows = await self._db.returning(schema.LEASE, (name, holder, now + ttl, now,
+        rows = await self._db.returning(schema.LEASE, (name, holder, ttl,
                                                        lease_servers(servers, holder)))
         return any(row[0] == holder for row in rows)
 
@@ -420,13 +419,12 @@ class SQLiteStore(SQLiteCallLog, SQLiteCredentials):
                            (name, holder))
 
     async def lease(self, name: str) -> Lease | None:
-        rows = await self._db.rows(
-            "SELECT name, holder, expires_at, servers FROM leases WHERE name = ?", (name,))
+        rows = await self._db.rows(f"{schema.LEASES} WHERE name = ?", (name,))
         return next((lease_of(row) for row in rows), None)
 
     async def leases(self, prefix: str) -> list[Lease]:
-        rows = await self._db.rows("SELECT name, holder, expires_at, servers FROM leases WHERE"
-                                   " substr(name, 1, ?) = ? ORDER BY name", (len(prefix), prefix))
+        rows = await self._db.rows(f"{schema.LEASES} WHERE substr(name, 1, ?) = ?"
+                                   " ORDER BY name", (len(prefix), prefix))
         return [lease_of(row) for row in rows]
 
     async def _page(self, record: type[R], table: str, server: str | None, limit: int,

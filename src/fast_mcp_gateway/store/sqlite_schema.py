@@ -249,12 +249,21 @@ TABLES = frozenset({"invocations", "invocation_minutes", "invocation_hours", "au
                     "alert_rules", "alert_events", "pins", "leases", "era_needs",
                     "name_bindings", "upstream_credentials"})
 
-# Take a free or expired lease, or renew one's own; returns the holder after it.
-LEASE = ("INSERT INTO leases (name, holder, expires_at, servers) VALUES (?1, ?2, ?3, ?5)"
+# The store's clock, unix seconds (the host's, as PostgreSQL's is its server's:
+# postgres_schema.CLOCK): what lease ends are written and compared by.
+CLOCK = "((julianday('now') - 2440587.5) * 86400.0)"
+
+# Take a free or expired lease for ?3 seconds, or renew one's own; returns the holder
+# after it.
+LEASE = ("INSERT INTO leases (name, holder, expires_at, servers)"
+         f" VALUES (?1, ?2, {CLOCK} + ?3, ?4)"
          " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,"
          " expires_at = excluded.expires_at, servers = excluded.servers"
-         " WHERE leases.holder = excluded.holder OR leases.expires_at < ?4"
+         f" WHERE leases.holder = excluded.holder OR leases.expires_at < {CLOCK}"
          " RETURNING holder")
+
+# A lease's seconds left by the store's clock (records.lease_of).
+LEASES = f"SELECT name, holder, expires_at - {CLOCK}, servers FROM leases"
 
 # A claim of an exposed name (store/names.py): drop its component's binding for another
 # base, then bind the name unless it, or the component, is bound already.

@@ -18,7 +18,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from fast_mcp_gateway._compat import negotiate_auto
 from fast_mcp_gateway._version import GATEWAY_NAME, __version__
 from fast_mcp_gateway.config.schema import ProtocolMode
-from fast_mcp_gateway.upstream.model import IDLE_CLOSED, Catalog, describe_error
+from fast_mcp_gateway.upstream.model import Catalog, describe_error, idle_closed
 from fast_mcp_gateway.upstream.sharing import share_tool_schemas
 from fast_mcp_gateway.upstream.stdout_lines import UNDECODABLE_RESPONSE
 
@@ -71,7 +71,7 @@ def connection_lost(exc: MCPError, fatal: str | None = None) -> bool:
         return False
     message = error.message
     return (message in _LOST or message.startswith("SSE stream failed: ")
-            or (fatal is not None and message == fatal) or IDLE_CLOSED in message)
+            or (fatal is not None and message == fatal) or idle_closed(exc))
 
 
 

@@ -333,8 +333,8 @@ async def progress(params: Any, request_id: int | str, on_progress: Progress | N
             and (text is None or isinstance(text, str))):
         return  # malformed: dropped, as the SDK's session drops it
     try:
-        await on_progress(float(cast(float, progress)),
-                          None if total is None else float(total), text)
+        # (numbers as the upstream wrote them: its 1 stays 1, not 1.0)
+        await on_progress(cast(float, progress), total, text)
     except Exception:
         logger.exception("progress callback raised")
 

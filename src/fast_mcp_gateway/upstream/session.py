@@ -230,6 +230,9 @@ def needs_modern(exc: BaseException) -> bool:
 
 async def negotiate(session: ClientSession, transport: ClientTransport, era: Era) -> None:
     """Open the session in the era ``era`` picks, setting ``era.reason`` (``StepFailed``)."""
+    from fast_mcp_gateway._compat_sessions import keep_progress_numbers
+
+    keep_progress_numbers(session)  # (its progress callbacks: the upstream's 1, not 1.0)
     era.recall()
     mode = era.mode
     opening: Callable[[], Awaitable[Any]]

@@ -260,8 +260,8 @@ class RawTap:
             if entry.progress is None:  # asked only to keep the call alive
                 return True
             try:
-                await entry.progress(float(cast(float, progress)),
-                               None if total is None else float(total), text)
+                # (numbers as the upstream wrote them: its 1 stays 1, not 1.0)
+                await entry.progress(cast(float, progress), total, text)
             except Exception:
                 logger.debug("progress relay failed", exc_info=True)
             return True

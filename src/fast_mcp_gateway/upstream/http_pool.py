@@ -25,7 +25,12 @@ import mcp_types as types
 from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
 
-from fast_mcp_gateway.upstream.deadline import Deadline, DeadlineReached, extends
+from fast_mcp_gateway.upstream.deadline import (
+    Deadline,
+    DeadlineReached,
+    extends,
+    host_reason,
+)
 from fast_mcp_gateway.upstream.framing import is_number
 from fast_mcp_gateway.upstream.http_idle import IDLE_SECONDS as IDLE_SECONDS  # (read here too)
 from fast_mcp_gateway.upstream.http_idle import IdleBound
@@ -303,14 +308,15 @@ def cancel_reason(reached: DeadlineReached | None, timeout: float,
                    max_total: float | None) -> str:
     """The reason the SDK's session gives with the cancellation of such a request
     (``Requests``' path: ``progress_bounded`` around ``send_raw_request``): its own
-    timeout's words, or a caller's cancellation (progress_bounded's scope included)."""
+    timeout's words, or a caller's cancellation (progress_bounded's scope included): the
+    host's own reason when it gave one (``deadline.host_reason``)."""
     if reached is None:
-        return "caller cancelled"
+        return host_reason("caller cancelled")
     if not extends(timeout, max_total):
         return f"timed out after {timeout}s"
     if reached.limit == "max_total":
         return f"timed out after {max_total}s"
-    return "caller cancelled"
+    return host_reason("caller cancelled")
 
 
 def alive(deadline: Deadline, on_progress: Progress | None,

@@ -63,7 +63,7 @@ from fast_mcp_gateway._compat import (
     terminate_process_tree,
     wait_for_process_exit,
 )
-from fast_mcp_gateway.upstream.deadline import Deadline, extends
+from fast_mcp_gateway.upstream.deadline import Deadline, extends, host_reason
 from fast_mcp_gateway.upstream.framing import (
     DEFAULT_MAX_MESSAGE_BYTES,
     UTF8_JSON,
@@ -193,7 +193,7 @@ class RawTap:
                 await self._cancel(request_id, f"timed out ({reached.limit} limit)")
                 raise reached from None
             with anyio.CancelScope(shield=True):
-                await self._cancel(request_id, "cancelled by the caller")
+                await self._cancel(request_id, host_reason("cancelled by the caller"))
             raise
         finally:
             deadline.stop()

@@ -4,7 +4,7 @@ A host's ``notifications/cancelled`` carries a ``reason``; the gateway cancelled
 upstream request with words of its own ("cancelled by the caller", "caller cancelled"),
 so a server logging why its work stopped logged the gateway's words (fidelity15).  The
 upstream (``tests/servers/raw_stdio.py``'s ``wait_cancel``) writes the reason it was
-given; raw hosts of both eras on the stdio express lane.
+given; raw hosts of both eras on the stdio express lane and the full path.
 """
 
 from __future__ import annotations
@@ -28,13 +28,16 @@ async def until_file(path: Path) -> str:
     return await anyio.Path(path).read_text()
 
 
+@pytest.mark.parametrize("lane", [True, False], ids=["lane", "full"])
 @pytest.mark.parametrize("era", ["legacy", "modern"])
-async def test_a_hosts_cancel_reason_reaches_the_upstream(tmp_path: Path, era: str) -> None:
+async def test_a_hosts_cancel_reason_reaches_the_upstream(
+        tmp_path: Path, era: str, lane: bool) -> None:
     config = tmp_path / "servers.yaml"
     config.write_text(json.dumps({"servers": {"raw": {"command": PY, "args": [
         str(SERVERS / "raw_stdio.py")]}}}))
     said = tmp_path / "reason"
-    async with raw_host(config, era, listed=("raw_wait_cancel",)) as host:
+    async with raw_host(config, era, lane=lane, listed=("raw_wait_cancel",),
+                        env={"MCP_GATEWAY_DB": str(tmp_path / "gateway.db")}) as host:
         await host.send({"jsonrpc": "2.0", "id": 70, "method": "tools/call", "params": {
             "name": "raw_wait_cancel", "arguments": {"path": str(said)},
             "_meta": host._meta()}})
@@ -43,4 +46,5 @@ async def test_a_hosts_cancel_reason_reaches_the_upstream(tmp_path: Path, era: s
             "requestId": 70, "reason": "the user pressed stop"}})
         assert await until_file(said) == "the user pressed stop"
         whoami = await host.call("raw_whoami")
-        assert whoami["content"][0]["text"].startswith("gw-")  # the lane served them
+        # (the lanes send upstream ids "gw-N"; the full path the SDK's integers)
+        assert whoami["content"][0]["text"].startswith("gw-") is lane

@@ -18,7 +18,8 @@ from typing import Any
 
 import anyio
 
-__all__ = ["HeldSession", "keep_progress_numbers", "next_request_id", "tell_gateways"]
+__all__ = ["HeldSession", "keep_progress_numbers", "next_request_id", "tell_cancel_reasons",
+           "tell_gateways"]
 
 
 class HeldSession:
@@ -131,3 +132,18 @@ def keep_progress_numbers(session: Any) -> None:
                           message if isinstance(message, str) else None, sender_ctx=sender_ctx)
 
     dispatcher._dispatch_notification = dispatch_notification
+
+
+def tell_cancel_reasons(session: Any, reason: Callable[[str], str]) -> None:
+    """``session``'s (the SDK's ``ClientSession``) cancellation of a request its caller
+    gave up on says ``reason(the SDK's words)``: the host's own reason, where the host
+    cancelled (``deadline.host_reason``).  Its dispatcher writes "caller cancelled"
+    (``_cancel_outbound``, in the task of the request, so the caller's context holds);
+    its own timeout's words are kept.  Wrapped for this session."""
+    dispatcher = session._dispatcher
+    cancel = dispatcher._cancel_outbound
+
+    async def cancel_outbound(request_id: Any, said: str, related: Any) -> None:
+        await cancel(request_id, reason(said) if said == "caller cancelled" else said, related)
+
+    dispatcher._cancel_outbound = cancel_outbound

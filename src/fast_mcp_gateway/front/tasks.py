@@ -81,8 +81,8 @@ if TYPE_CHECKING:
     from fast_mcp_gateway.front.components import UpstreamTool
     from fast_mcp_gateway.front.provider import GatewayProvider
 
-__all__ = ["UNMASKABLE", "GatewayTasks", "TaskCall", "TaskIds", "opted_in", "takes_tasks",
-           "task_end", "task_start"]
+__all__ = ["UNMASKABLE", "WITHHELD", "GatewayTasks", "TaskCall", "TaskIds", "opted_in",
+           "takes_tasks", "task_end", "task_start"]
 
 TASKS = TASKS_EXTENSION_ID
 _VERSIONS = frozenset(MODERN_PROTOCOL_VERSIONS)

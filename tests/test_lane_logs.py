@@ -68,6 +68,13 @@ def shape(message: dict[str, Any]) -> str:
     return json.dumps(message, sort_keys=True)
 
 
+def assert_ints(line: str) -> None:
+    """``told``'s progress as the upstream wrote it (``"progress": 1, "total": 1``): the
+    numbers' JSON type kept (they reached hosts as 1.0 on every path: fidelity15)."""
+    params = json.loads(line)["params"]
+    assert (type(params["progress"]), type(params["total"])) == (int, int), line
+
+
 def test_schema_nulls_are_left_out_and_the_upstreams_data_kept() -> None:
     plain = {"content": [{"type": "text", "text": "x"}], "isError": False}
     assert without_schema_nulls(plain) is plain  # the common answer: not copied
@@ -119,6 +126,7 @@ async def test_the_stdio_lane_relays_what_came_before_the_answer_first(
     assert [json.loads(m).get("method", "answer") for m in got[True]["told"]] == [
         "notifications/progress", "notifications/message", "answer"], got[True]["told"]
     assert got[True] == got[False]
+    assert_ints(got[True]["told"][0])
     assert relayed(json.loads(got[True]["nulls"][0])["result"]) == RELAYED
 
 
@@ -158,6 +166,8 @@ async def test_both_http_lanes_relay_what_came_before_the_answer_on_its_stream()
         assert kinds == ["notifications/progress", "notifications/message", "answer"], key
     for key, want in seen[False].items():
         assert seen[True][key] == want, key
+    for key in (f"{MODERN} raw_told", "legacy raw_told"):
+        assert_ints(seen[True][key][1])
     for era in (MODERN, "legacy"):
         assert relayed(json.loads(seen[True][f"{era} raw_nulls"][-1])["result"]) == RELAYED
 

@@ -186,7 +186,8 @@ async def test_a_tool_listed_twice_by_its_server_is_exposed_once(
         names = [t.name for t in await client.list_tools() if t.name.startswith("raw_")]
         assert sorted(names) == sorted(f"raw_{n}" for n in (
             "echo", "big", "flood", "junk", "latin1", "bad_answer", "pid", "whoami",
-            "block", "weird_content", "list_type", "null_result", "told", "nulls")), names
+            "block", "weird_content", "list_type", "null_result", "told", "nulls",
+            "wait_cancel")), names
         echo = next(t for t in await client.list_tools() if t.name == "raw_echo")
         assert echo.description != "a copy"
     said = [r.getMessage() for r in caplog.records if r.name.startswith("fast_mcp_gateway")]

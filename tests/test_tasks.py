@@ -228,13 +228,18 @@ async def test_a_lost_task_cancelled_without_a_get_is_recorded_as_failed(
 async def test_a_failed_tasks_record_masks_the_secrets_its_error_echoes(
         tmp_path: Path) -> None:
     """A failed task's error may echo its call's input, as a call's error may: the
-    values of its credential-like arguments are masked in its end record too."""
+    values of its credential-like arguments are masked in what its host is told (as a
+    direct call's error is: it got them whole, fidelity15) and in its end record."""
     key = "k-" + secrets.token_hex(12)
     async with task_host(tmp_path) as host:
         created = await host.call("tasker_sign_in", {"user": "ada", "api_key": key},
                                   meta=OPT_IN)
         failed = await until_terminal(host, created["taskId"])
-        assert failed["status"] == "failed" and key in failed["error"]["message"]  # the host's
+        assert failed["status"] == "failed", failed
+        assert "user ada could not sign in" in failed["error"]["message"], failed
+        assert key not in json.dumps(failed), failed
+        again = await host.request("tasks/get", {"taskId": created["taskId"]}, meta=OPT_IN)
+        assert again["result"]["status"] == "failed" and key not in json.dumps(again), again
         calls = (await host.call("gateway_calls", {"limit": 20}))["structuredContent"]
         (ended,) = [c for c in calls["calls"] if c["kind"] == "task"]
         assert ended["status"] == "error" and "user ada could not sign in" in ended["error"]

@@ -13,6 +13,7 @@ instance gets an error naming the instance that holds it.  With a shared store
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ from fast_mcp_gateway import Gateway
 from fast_mcp_gateway.config.schema import ServerConfig
 from fast_mcp_gateway.front.task_book import TASK_PREFIX, TaskRecord
 from fast_mcp_gateway.front.task_ids import TaskIds
-from fast_mcp_gateway.front.tasks import UNMASKABLE
+from fast_mcp_gateway.front.tasks import UNMASKABLE, WITHHELD
 from tests.fixtures import PY, SERVERS, WITHIN, make_gateway, stdio_entry
 from tests.test_asks_routing import _port, until
 from tests.test_request_state import KEY, served
@@ -308,7 +309,8 @@ async def test_with_a_shared_store_a_tasks_end_is_recorded_once(
         tasker_url: str, pg_url: str) -> None:
     """Both instances see the task end (each was asked): one record of its end in the
     store they share.  A failed task whose call had a credential-like argument, seen
-    ended only on the instance that did not create it, is recorded without its text."""
+    ended only on the instance that did not create it, is recorded without its text,
+    and its host is told it withheld (it got the echoed key whole: fidelity15)."""
     a = gateway(tasker_url, "gw-a", [KEY], pg_url)
     b = gateway(tasker_url, "gw-b", [KEY], pg_url)
     async with served(a, b) as (to_a, to_b):
@@ -318,7 +320,8 @@ async def test_with_a_shared_store_a_tasks_end_is_recorded_once(
         key = "k-shared-0123456789abcdef"
         signed = await created(to_a, "tasker_sign_in", {"user": "ada", "api_key": key})
         failed = await until_ended(to_b, signed)
-        assert failed["status"] == "failed" and key in failed["error"]["message"]
+        assert failed["status"] == "failed" and key not in json.dumps(failed), failed
+        assert failed["error"]["message"] == WITHHELD, failed
         for gw in (a, b):
             assert gw.recorder is not None and await gw.recorder.flushed()
         store = a.control.store

@@ -23,7 +23,7 @@ from fast_mcp_gateway import parse_config
 from fast_mcp_gateway.upstream import stdio_tap
 from fast_mcp_gateway.upstream.framing import LineFramer, MessageTooLarge
 from fast_mcp_gateway.upstream.lifting import lifting, text_of
-from fast_mcp_gateway.upstream.model import RestartPolicy
+from fast_mcp_gateway.upstream.model import IDLE_CLOSED, RestartPolicy
 from fast_mcp_gateway.upstream.replica import Upstream, UpstreamState
 from tests.fixtures import PY, SERVERS
 from tests.test_lane import RawHost
@@ -322,6 +322,20 @@ async def test_an_upstreams_own_minus_32000_answer_is_an_answer_not_a_lost_conne
         health = (await host.call("gateway_health", {"detail": True}))["structuredContent"]
         replica_status = health["servers"][0]["replicas"][0]
         assert (replica_status["state"], replica_status["restarts"]) == ("ready", 0), health
+
+
+@pytest.mark.parametrize("lane", [True, False], ids=["lane", "full"])
+async def test_an_upstreams_error_holding_the_idle_close_words_is_its_answer(
+        tmp_path: Path, lane: bool) -> None:
+    """The gateway's answer for a request an idle close met unread (``http_resend``) was
+    told by its words: an upstream's own -32000 holding them was read as a lost
+    connection.  It is told by a mark no upstream can write (``model.idle_closed``)."""
+    words = f"nope: {IDLE_CLOSED}, said the server"
+    async with gateway(gateway_config(tmp_path, "--server-error"), lane) as host:
+        await until_answered(host)
+        reply = await host.request("tools/call", {"name": "up_server_error", "arguments": {
+            "code": -32000, "message": words}})
+        assert words in failure(reply) and "connection closed" not in failure(reply), reply
 
 
 def _sdk_lost_words() -> list[str]:

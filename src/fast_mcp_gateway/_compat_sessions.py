@@ -3,7 +3,8 @@
 ``_compat.py`` holds every other use of a FastMCP or SDK private name; these, of the
 SDK's ``StreamableHTTPServerTransport`` idle bookkeeping, of the request ids its
 ``JSONRPCDispatcher`` mints for a connection (an HTTP session's, the stdio host's), and
-of a client session's dispatcher (``tell_gateways``), sit beside it (``_compat.py`` is
+of a client session's dispatcher (``tell_gateways``, ``keep_progress_numbers``), sit
+beside it (``_compat.py`` is
 at the module size limit).  ``tests/test_compat.py`` exercises it against the installed
 SDK and allows private names in ``_compat*.py`` only.
 """
@@ -17,7 +18,8 @@ from typing import Any
 
 import anyio
 
-__all__ = ["HeldSession", "next_request_id", "tell_gateways"]
+__all__ = ["HeldSession", "keep_progress_numbers", "next_request_id", "tell_cancel_reasons",
+           "tell_gateways"]
 
 
 class HeldSession:
@@ -92,3 +94,56 @@ def tell_gateways(session: Any, key: str, told: Callable[[], list[str]]) -> Iter
         yield
     finally:
         del dispatcher.send_raw_request  # the class's own again
+
+
+def keep_progress_numbers(session: Any) -> None:
+    """``session``'s (the SDK's ``ClientSession``) progress callbacks get the numbers as
+    the upstream wrote them: its dispatcher calls them with ``float(progress)``, so a
+    server's ``"progress": 1`` reached the host as ``1.0`` on the full path (fidelity15).
+    Its ``_dispatch_notification`` (synchronous) is wrapped for this session: for a
+    progress of a request in flight with a callback, the SDK's own handling runs with
+    that callback held back (its checks, interceptor and tee unchanged), then the
+    callback is spawned as the SDK spawns it, with the upstream's numbers."""
+    from mcp.shared import jsonrpc_dispatcher as rpc
+    from mcp.shared.dispatcher import coerce_request_id
+
+    dispatcher = session._dispatcher
+    dispatch = dispatcher._dispatch_notification
+
+    def dispatch_notification(msg: Any, metadata: Any, on_notify: Any, sender_ctx: Any) -> None:
+        params = msg.params
+        pending = None
+        if msg.method == "notifications/progress" and isinstance(params, dict):
+            token, progress = params.get("progressToken"), params.get("progress")
+            total, message = params.get("total"), params.get("message")
+            if isinstance(token, str | int) and not isinstance(token, bool) \
+                    and isinstance(progress, int | float) and not isinstance(progress, bool):
+                pending = dispatcher._pending.get(coerce_request_id(token))
+        if pending is None or pending.on_progress is None:
+            dispatch(msg, metadata, on_notify, sender_ctx)
+            return
+        callback, pending.on_progress = pending.on_progress, None
+        try:
+            dispatch(msg, metadata, on_notify, sender_ctx)
+        finally:
+            pending.on_progress = callback
+        dispatcher._spawn(rpc._shielded_progress(callback), progress,
+                          total if isinstance(total, int | float) else None,
+                          message if isinstance(message, str) else None, sender_ctx=sender_ctx)
+
+    dispatcher._dispatch_notification = dispatch_notification
+
+
+def tell_cancel_reasons(session: Any, reason: Callable[[str], str]) -> None:
+    """``session``'s (the SDK's ``ClientSession``) cancellation of a request its caller
+    gave up on says ``reason(the SDK's words)``: the host's own reason, where the host
+    cancelled (``deadline.host_reason``).  Its dispatcher writes "caller cancelled"
+    (``_cancel_outbound``, in the task of the request, so the caller's context holds);
+    its own timeout's words are kept.  Wrapped for this session."""
+    dispatcher = session._dispatcher
+    cancel = dispatcher._cancel_outbound
+
+    async def cancel_outbound(request_id: Any, said: str, related: Any) -> None:
+        await cancel(request_id, reason(said) if said == "caller cancelled" else said, related)
+
+    dispatcher._cancel_outbound = cancel_outbound

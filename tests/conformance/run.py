@@ -14,6 +14,10 @@ both with ``namespace: ""`` so that tool names and resource URIs are unchanged
 (the suite looks for exact names).  Every check that passes directly must pass
 through the gateway; the exit status is 0 iff it does.
 
+The suite's CLIENT scenarios run too (``tests/conformance/clients.py``): the gateway is
+the client the scenario's server judges, driven by a FastMCP host of either era
+(``tests/conformance/host.py``), against the same host connected directly.
+
 The npm tools (the suite, and Node 22, which it needs) live in the test tools cache
 (``tests/npm_tools.py``: ``$MCP_GATEWAY_NPM_TOOLS`` or ``<repo>/.npm-tools``), installed
 there with ``npm install`` when missing (so ``npm`` is needed once).
@@ -22,7 +26,7 @@ Usage::
 
     .venv/bin/python tests/conformance/run.py [--targets direct,http,stdio]
         [--keep DIR] [--json FILE] [--no-install] [--scenario NAME]
-        [--upstream-protocol auto|legacy|2026-07-28]
+        [--upstream-protocol auto|legacy|2026-07-28] [--kind server|client|both]
 
 Exit status: 0 no regressions; 1 regressions; 2 setup problem (no tools,
 a server that did not start, a suite run that produced no results).
@@ -55,6 +59,7 @@ if str(REPO) not in sys.path:  # run as a script: make `tests` importable
     sys.path.insert(0, str(REPO))
 
 from tests import npm_tools  # noqa: E402
+from tests.conformance import clients  # noqa: E402
 
 from fast_mcp_gateway.upstream.processes import descendants  # noqa: E402
 
@@ -72,6 +77,14 @@ TARGETS = {
     "direct": "direct",
     "http": "via gateway (http upstream)",
     "stdio": "via gateway (stdio upstream)",
+}
+
+
+LABELS = {
+    **TARGETS,
+    "client-direct": "client: host direct",
+    "client-gateway": "client: gateway (legacy host)",
+    "client-gateway-2026": "client: gateway (2026-07-28 host)",
 }
 
 
@@ -408,7 +421,7 @@ def _progress(run: Run, log: Any) -> None:
     ok = sum(1 for cs in run.scenarios.values() for c in cs if c.get("status") == "SUCCESS")
     extra = f" ({run.note})" if run.note else ""
     print(
-        f"{TARGETS[run.target]}: {len(run.scenarios)} scenarios, {ok}/{total} checks "
+        f"{LABELS[run.target]}: {len(run.scenarios)} scenarios, {ok}/{total} checks "
         f"SUCCESS, exit {run.returncode}, {run.seconds:.1f}s{extra}",
         file=log,
         flush=True,
@@ -430,7 +443,7 @@ class Regression:
 
     def __str__(self) -> str:
         return (
-            f"{TARGETS[self.target]}: {self.scenario} / {self.check}: SUCCESS directly, "
+            f"{LABELS[self.target]}: {self.scenario} / {self.check}: SUCCESS directly, "
             f"{self.status} here" + (f" -- {self.message}" if self.message else "")
         )
 
@@ -454,7 +467,7 @@ class Comparison:
 
     def table(self) -> str:
         targets = list(self.runs)
-        headers = ["scenario"] + [TARGETS[t] for t in targets]
+        headers = ["scenario"] + [LABELS[t] for t in targets]
         rows = [headers]
         for scenario in self.scenarios():
             row = [scenario]
@@ -484,7 +497,7 @@ class Comparison:
         ]
         for run in self.runs.values():
             if run.note:
-                parts.append(f"note: {TARGETS[run.target]}: {run.note}")
+                parts.append(f"note: {LABELS[run.target]}: {run.note}")
         if self.regressions:
             parts.append(f"{len(self.regressions)} check(s) pass directly but not via the gateway:")
             grouped: dict[tuple[str, str, str, str], list[str]] = {}
@@ -492,13 +505,13 @@ class Comparison:
                 grouped.setdefault((r.target, r.scenario, r.status, r.message), []).append(r.check)
             for (target, scenario, status, message), checks in grouped.items():
                 parts.append(
-                    f"  - {TARGETS[target]}: {scenario} [{', '.join(checks)}]: "
+                    f"  - {LABELS[target]}: {scenario} [{', '.join(checks)}]: "
                     f"SUCCESS directly, {status} here" + (f" -- {message}" if message else "")
                 )
         else:
             parts.append("OK: every check that passes directly also passes via the gateway.")
         for target, tail in sorted(self.log_tails.items()):
-            parts += ["", f"gateway log ({TARGETS[target]}), last lines:", tail]
+            parts += ["", f"gateway log ({LABELS[target]}), last lines:", tail]
         return "\n".join(parts)
 
     def to_json(self) -> dict[str, Any]:
@@ -544,12 +557,12 @@ def _cell(run: Run, scenario: str, regressions: list[Regression]) -> str:
     return text
 
 
-def compare(runs: dict[str, Run]) -> list[Regression]:
-    """Every SUCCESS of the direct run must be a SUCCESS in each gateway run."""
-    direct = runs["direct"]
+def compare(runs: dict[str, Run], base: str = "direct") -> list[Regression]:
+    """Every SUCCESS of the direct run (``base``) must be a SUCCESS in each gateway run."""
+    direct = runs[base]
     regressions: list[Regression] = []
     for target, run in runs.items():
-        if target == "direct":
+        if target == base:
             continue
         for scenario in direct.scenarios:
             mine = run.statuses(scenario)
@@ -612,6 +625,29 @@ def compare_gateway(
     return result
 
 
+def compare_clients(
+    *, install: bool = True, keep: Path | None = None, log: Any = sys.stderr
+) -> Comparison:
+    """The client scenarios (``clients.py``): the host direct and through the gateway
+    (both host eras); a regression ``clients.EXPECTED_FAILURES`` lists is left out."""
+    tools = ensure_tools(install=install, log=log)
+    started = time.monotonic()
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        workdir_cm: Any = contextlib.nullcontext(str(keep.resolve()))
+    else:
+        workdir_cm = tempfile.TemporaryDirectory(prefix="mcp-conformance-clients-")
+    with workdir_cm as wd:
+        runs = clients.run_clients(tools, Path(wd), sys.modules[__name__], log=log)
+        if not runs["client-direct"].scenarios:
+            raise SetupError(f"the direct client runs produced no results: "
+                             f"{runs['client-direct'].note}")
+        found = compare(runs, base="client-direct")
+        result = Comparison(runs, [r for r in found if not clients.expected(r)])
+    result.seconds = time.monotonic() - started
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -630,6 +666,12 @@ def main(argv: list[str] | None = None) -> int:
         help="write this 'protocol:' for the fixture upstream (default: the gateway's own, auto)",
     )
     parser.add_argument(
+        "--kind",
+        choices=["server", "client", "both"],
+        default="both",
+        help="the suite's server scenarios, its client scenarios (clients.py), or both",
+    )
+    parser.add_argument(
         "--no-install",
         action="store_true",
         help="fail instead of running npm install when the tools are missing",
@@ -639,22 +681,32 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [t for t in targets if t not in TARGETS]
     if unknown:
         parser.error(f"unknown target(s) {unknown}; choose from {list(TARGETS)}")
+    results: list[Comparison] = []
     try:
-        result = compare_gateway(
-            targets,
-            install=not args.no_install,
-            keep=args.keep,
-            scenario=args.scenario,
-            upstream_protocol=args.upstream_protocol,
-        )
+        if args.kind in ("server", "both"):
+            results.append(compare_gateway(
+                targets,
+                install=not args.no_install,
+                keep=args.keep,
+                scenario=args.scenario,
+                upstream_protocol=args.upstream_protocol,
+            ))
+        if args.kind in ("client", "both"):
+            results.append(compare_clients(
+                install=not args.no_install,
+                keep=None if args.keep is None else args.keep / "clients",
+            ))
     except SetupError as exc:
         print(f"conformance: {exc}", file=sys.stderr)
         return 2
-    print(result.report())
-    print(f"\nconformance {CONFORMANCE_VERSION}; total {result.seconds:.1f}s")
+    for result in results:
+        print(result.report())
+        print(f"\nconformance {CONFORMANCE_VERSION}; total {result.seconds:.1f}s")
     if args.json:
-        args.json.write_text(json.dumps(result.to_json(), indent=2) + "\n")
-    return 0 if result.ok else 1
+        payload = [r.to_json() for r in results]
+        args.json.write_text(json.dumps(payload[0] if len(payload) == 1 else payload,
+                                        indent=2) + "\n")
+    return 0 if all(r.ok for r in results) else 1
 
 
 if __name__ == "__main__":

@@ -32,7 +32,9 @@ content block of no MCP type), ``list_type()`` (a block whose type is a list),
 ``null_result()`` (``"result": null``: no JSON-RPC
 response), ``told()`` (a progress, when the call has a token, and a log just
 before its answer), ``nulls()`` (an answer whose ``structuredContent``, content items
-and ``_meta`` hold the upstream's own nulls).
+and ``_meta`` hold the upstream's own nulls), ``wait_cancel(path)`` (no answer: writes
+``path.started`` at once, and ``path`` holding the reason of the
+``notifications/cancelled`` that names it).
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ TOOLS = [
         ("null_result", {}),
         ("told", {}),
         ("nulls", {}),
+        ("wait_cancel", {"path": {"type": "string"}}),
     ]
 ]
 for tool in TOOLS:
@@ -181,6 +184,9 @@ def call(request_id: object, name: str, args: dict, token: object = None) -> Non
         non_finite(request_id, str(args.get("where")), token)
     elif name == "server_error":  # a JSON-RPC error answer of the code it is given
         error(request_id, int(args["code"]), str(args["message"]))
+    elif name == "wait_cancel":
+        WAITING[request_id] = args["path"]
+        written(args["path"] + ".started", "")
     elif name == "block":
         Path(args["path"] + ".tmp").write_text(str(os.getpid()))
         os.replace(args["path"] + ".tmp", args["path"])  # whole, for a reader polling it
@@ -188,6 +194,14 @@ def call(request_id: object, name: str, args: dict, token: object = None) -> Non
             time.sleep(3600)
     else:
         error(request_id, -32602, f"unknown tool {name}")
+
+
+WAITING: dict[object, str] = {}  # wait_cancel's calls: request id -> path
+
+
+def written(path: str, content: str) -> None:
+    Path(path + ".tmp").write_text(content)
+    os.replace(path + ".tmp", path)  # whole, for a reader polling it
 
 
 def main() -> None:
@@ -203,8 +217,11 @@ def main() -> None:
     for raw in sys.stdin.buffer:
         message = json.loads(raw)
         method, request_id = message.get("method"), message.get("id")
-        if request_id is None:
-            continue  # notifications
+        if request_id is None:  # notifications
+            params = message.get("params") or {}
+            if method == "notifications/cancelled" and params.get("requestId") in WAITING:
+                written(WAITING.pop(params["requestId"]), str(params.get("reason")))
+            continue
         if method == "initialize":
             if "--bad-initialize" in FLAGS:
                 write(b'{"jsonrpc":"2.0","id":' + json.dumps(request_id).encode()

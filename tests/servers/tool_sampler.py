@@ -3,6 +3,8 @@
 ``plan(task)`` asks the client's model (``sampling/createMessage``) offering one tool,
 ``lookup``, and answers with what came back: the model's stop reason and content types.
 The SDK checks the client declared ``sampling.tools`` before it sends such a request.
+``recall(task)`` samples with ``includeContext: "thisServer"``, which a careful server
+asks only of a client declaring ``sampling.context``: without it, it fails saying so.
 """
 
 from __future__ import annotations
@@ -27,6 +29,20 @@ async def plan(task: str, ctx: Context) -> dict[str, Any]:
             max_tokens=50, tools=[LOOKUP])
     content = result.content if isinstance(result.content, list) else [result.content]
     return {"stop": result.stop_reason, "types": [item.type for item in content]}
+
+
+@mcp.tool()
+async def recall(task: str, ctx: Context) -> dict[str, Any]:
+    caps = ctx.session.client_capabilities
+    if caps is None or caps.sampling is None or caps.sampling.context is None:
+        raise ValueError("the client did not declare sampling.context: includeContext "
+                         "cannot be asked")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result: Any = await ctx.session.create_message(
+            [types.SamplingMessage(role="user", content=types.TextContent(text=task))],
+            max_tokens=50, include_context="thisServer")
+    return {"said": result.content.text}
 
 
 if __name__ == "__main__":

@@ -70,6 +70,7 @@ from fast_mcp_gateway.front.outcomes import (
     failure_of,
 )
 from fast_mcp_gateway.front.remembered import Remembered
+from fast_mcp_gateway.front.request_ids import follow_cancel
 from fast_mcp_gateway.principal import LOCAL, Principal, Standing
 from fast_mcp_gateway.routing.manager import UpstreamManager
 from fast_mcp_gateway.routing.rules import RouteTable
@@ -205,7 +206,7 @@ def actor_name(principal: Principal, front: FrontCall) -> str:
 def front_of(context: Context | None = None) -> FrontCall:
     """The host request of a FastMCP call, with a W3C ``traceparent`` in its ``_meta``."""
     try:
-        front = FrontCall.from_context(context or get_context())
+        front = follow_cancel(FrontCall.from_context(context or get_context()))
     except RuntimeError:  # no request context (library call outside a request)
         front = FrontCall(session=None)
     meta = dict(front.meta or {})

@@ -171,7 +171,7 @@ async def relay_notes(texts: list[str], codec: AESGCMRequestStateCodec,
             note = json.loads(codec.unseal(text))
             if "progress" in note:
                 progress, total, message = note["progress"]
-                await host.progress(float(progress), total, message)
+                await host.progress(progress, total, message)
             elif "log" in note:
                 await host.log(types.LoggingMessageNotificationParams.model_validate(
                     note["log"]))

@@ -76,6 +76,7 @@ from fast_mcp_gateway.front.wire import (
     tracing_configured,
     upstream_call,
 )
+from fast_mcp_gateway.upstream.deadline import HOST_REASON
 from fast_mcp_gateway.upstream.relay import LOG_LEVELS, STDIO_HOST, log_levels_from
 
 if TYPE_CHECKING:
@@ -114,6 +115,9 @@ class StdioLane(StdioChannel):
         self._stamp: dict[str, Any] | None = None  # the server info stamp, read once
         self._tg: anyio.abc.TaskGroup | None = None
         self._calls: dict[Any, anyio.CancelScope] = {}
+        # The host's reason for cancelling a call (its notifications/cancelled), by the
+        # call's scope: it goes upstream with the cancellation (``deadline.HOST_REASON``).
+        self._reasons: dict[anyio.CancelScope, str] = {}
         self.handshake_done = False
         self.host_capabilities: dict[str, Any] = {}
         self.host_version: str | None = None
@@ -290,6 +294,9 @@ class StdioLane(StdioChannel):
             return False
         if scope is None:
             return False
+        reason = message["params"].get("reason")
+        if isinstance(reason, str):
+            self._reasons[scope] = reason
         scope.cancel()
         return True
 
@@ -359,6 +366,7 @@ class StdioLane(StdioChannel):
         logger.debug("express lane: tools/call %s (id %r) -> server %s", tool.name,
                      request_id, route[0].name)
         forward, upstream_params = upstream_call(tool.original, params, meta)
+        HOST_REASON.set(lambda: self._reasons.get(scope))  # (this task's context only)
         version = meta.get(types.PROTOCOL_VERSION_META_KEY) or self.negotiated_version
         fields = result_fields(version)
         token = meta.get("progressToken")
@@ -408,6 +416,7 @@ class StdioLane(StdioChannel):
             finally:
                 if self._calls.get(key) is scope:
                     del self._calls[key]
+                self._reasons.pop(scope, None)
             await self._write(line)
         # A cancelled call gets no response (the host gave up on it).
 

@@ -18,9 +18,13 @@ lane's, begins ``{"jsonrpc":"2.0","id":``).
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import mcp_types as types
+
+if TYPE_CHECKING:
+    from fast_mcp_gateway.upstream.relay import FrontCall
 
 _PREFIX = '{"jsonrpc":"2.0","id":'
 _ANSWER = _PREFIX.encode()
@@ -38,10 +42,18 @@ def duplicate_message(request_id: Any) -> str:
 class RequestIds:
     """Ids of the host's requests not answered yet (see the module docstring)."""
 
-    __slots__ = ("_open",)
+    __slots__ = ("_open", "reasons")
 
     def __init__(self) -> None:
         self._open: set[Any] = set()
+        # The host's reason for each request it cancelled (the latest 256), read as the
+        # cancellation goes upstream (``reason_of``; ``deadline.HOST_REASON``).
+        self.reasons: dict[Any, str] = {}
+
+    def reason_of(self, request_id: Any) -> Callable[[], str | None]:
+        """The host's reason for cancelling ``request_id``, when it has."""
+        key = id_key(request_id)
+        return lambda: self.reasons.get(key)
 
     def enter(self, message: types.JSONRPCMessage) -> str | None:
         """``message`` was read: None, or (a request under an id in flight) the error
@@ -53,11 +65,16 @@ class RequestIds:
             if key in self._open:
                 return duplicate_message(message.id)
             self._open.add(key)
+            self.reasons.pop(key, None)
         elif isinstance(message, types.JSONRPCNotification) \
                 and message.method == "notifications/cancelled" \
                 and isinstance(message.params, dict):
             key = id_key(message.params.get("requestId"))
             if key is not None:  # no answer will come: the id may be used again
+                if key in self._open and isinstance(message.params.get("reason"), str):
+                    self.reasons[key] = message.params["reason"]
+                    if len(self.reasons) > 256:
+                        del self.reasons[next(iter(self.reasons))]
                 self._open.discard(key)
         return None
 
@@ -97,3 +114,19 @@ def id_key(request_id: Any) -> Any:
         except ValueError:
             return request_id
     return request_id
+
+
+STDIO: list[RequestIds] = []
+"""The stdio host's ``RequestIds`` while the stdio front serves (one host a process)."""
+
+
+def follow_cancel(front: FrontCall) -> FrontCall:
+    """In the task of a full-path call of the stdio host (``front``, its ``FrontCall``),
+    the host's reason, should it cancel the call, goes upstream with the cancellation
+    (``deadline.HOST_REASON``; the express lane sets its own, ``front/lane.py``)."""
+    from fast_mcp_gateway.upstream.deadline import HOST_REASON
+    from fast_mcp_gateway.upstream.relay import STDIO_HOST
+
+    if front.host is STDIO_HOST and STDIO and front.request_id is not None:
+        HOST_REASON.set(STDIO[0].reason_of(front.request_id))
+    return front

@@ -45,7 +45,7 @@ from pydantic import ValidationError
 
 from fast_mcp_gateway.config.json_text import json_kind, no_constant
 from fast_mcp_gateway.front.early import served_threadless, valid_unicode
-from fast_mcp_gateway.front.request_ids import RequestIds
+from fast_mcp_gateway.front.request_ids import STDIO, RequestIds
 from fast_mcp_gateway.policies.ratelimit import TokenBucket
 
 logger = logging.getLogger(__name__)
@@ -460,9 +460,11 @@ async def stdio_streams(preread: bytes = b""
                                                    stdout.private: blocking[1]}))
             try:
                 ids = RequestIds()
+                STDIO[:] = [ids]  # (the full path reads its host's cancel reasons there)
                 lines = LineWriter(writer, ids)
                 yield LineReader(reader, lines.write_bytes, preread=preread, ids=ids), lines
             finally:
+                STDIO.clear()
                 rtransport.close()
                 wtransport.close()
                 restore_blocking()

@@ -42,7 +42,8 @@ class TaskRecord:
     started: Invocation | None = None  # its call's record fields (``ended`` is made of it)
     t0: float = 0.0               # its call's start (perf_counter)
     ended: Invocation | None = None  # its end, as recorded (once)
-    # Its call's arguments, until its end is recorded: an error may echo their secrets.
+    # Its call's arguments, while the task is known: an error may echo their secrets
+    # (its record's and each answer to its host are masked with them).
     arguments: Any = None
     # Its call had credential-like arguments this process never held (another gateway
     # instance created the task): an error text is not recorded, as it cannot be masked.

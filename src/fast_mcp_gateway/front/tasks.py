@@ -68,7 +68,11 @@ from fast_mcp_gateway.front.task_ids import TaskIds, adopt
 from fast_mcp_gateway.routing.service import Service
 from fast_mcp_gateway.store import Invocation
 from fast_mcp_gateway.store.stats import TASK_END
-from fast_mcp_gateway.telemetry.arguments import mask_argument_values, redact_arguments
+from fast_mcp_gateway.telemetry.arguments import (
+    mask_argument_values,
+    mask_echo,
+    redact_arguments,
+)
 from fast_mcp_gateway.telemetry.tracing import trace_id_of
 from fast_mcp_gateway.upstream.lifting import unlifted
 from fast_mcp_gateway.upstream.replica import Upstream
@@ -77,8 +81,8 @@ if TYPE_CHECKING:
     from fast_mcp_gateway.front.components import UpstreamTool
     from fast_mcp_gateway.front.provider import GatewayProvider
 
-__all__ = ["UNMASKABLE", "GatewayTasks", "TaskCall", "TaskIds", "opted_in", "takes_tasks",
-           "task_end", "task_start"]
+__all__ = ["UNMASKABLE", "WITHHELD", "GatewayTasks", "TaskCall", "TaskIds", "opted_in",
+           "takes_tasks", "task_end", "task_start"]
 
 TASKS = TASKS_EXTENSION_ID
 _VERSIONS = frozenset(MODERN_PROTOCOL_VERSIONS)
@@ -222,6 +226,10 @@ def task_end(start: Invocation, t0: float, task: dict[str, Any]) -> Invocation |
 
 UNMASKABLE = ("the task's error text is not recorded: this gateway instance did not create "
               "the task, so it cannot mask the credential-like arguments the text may echo")
+
+
+WITHHELD = ("the task's error text is withheld: this gateway instance did not create the "
+            "task, so it cannot mask the credential-like arguments the text may echo")
 
 
 def _now() -> str:
@@ -371,7 +379,7 @@ class GatewayTasks(ServerExtension):
 
     def _for_host(self, record: TaskRecord, reply: dict[str, Any]) -> dict[str, Any]:
         self._record_end(record, reply)
-        reply = _without_connection_meta(reply)
+        reply = self._masked(record, _without_connection_meta(reply))
         if "taskId" in reply:
             reply["taskId"] = record.task_id
         result = reply.get("result")
@@ -380,6 +388,32 @@ class GatewayTasks(ServerExtension):
             links = self.provider.links
             if links is not None:
                 links.json_blocks(record.server, result.get("content"))
+        return reply
+
+    def _masked(self, record: TaskRecord, reply: dict[str, Any]) -> dict[str, Any]:
+        """``reply`` with the texts an upstream's failure may echo its input in (a failed
+        task's ``statusMessage`` and error, a completed one's ``isError`` text blocks)
+        masked as a direct call's error is (``mask_echo`` under ``redact_keys``); the
+        host got them whole (fidelity15).  A task adopted from another instance lacks
+        its call's arguments: such a text is replaced, as its record's is."""
+        def mask(text: str) -> str:
+            if record.unmaskable:
+                return WITHHELD
+            return mask_echo(text, record.arguments, self.provider.manager.redact_keys)
+
+        if reply.get("status") == "failed":
+            if isinstance(reply.get("statusMessage"), str):
+                reply["statusMessage"] = mask(reply["statusMessage"])
+            error = reply.get("error")
+            if isinstance(error, dict) and isinstance(error.get("message"), str):
+                reply["error"] = {**error, "message": mask(error["message"])}
+        result = reply.get("result")
+        if isinstance(result, dict) and result.get("isError") \
+                and isinstance(result.get("content"), list):
+            result["content"] = [
+                {**block, "text": mask(block["text"])}
+                if isinstance(block, dict) and isinstance(block.get("text"), str) else block
+                for block in result["content"]]
         return reply
 
     def _failed(self, record: TaskRecord) -> dict[str, Any]:
@@ -401,5 +435,7 @@ class GatewayTasks(ServerExtension):
                 elif ended.error:  # an upstream's error may echo its input, as for calls
                     ended = dataclasses.replace(ended, error=mask_argument_values(
                         ended.error, record.arguments, recorder.redact_keys))
-                record.ended, record.arguments = ended, None
+                # (The arguments stay while the task is known: each later answer
+                # showing the end is masked with them, ``_masked``.)
+                record.ended = ended
                 recorder.record(ended)

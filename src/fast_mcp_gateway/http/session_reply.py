@@ -163,8 +163,7 @@ class SessionReply:
     async def progress(self, token: Any, progress: float, total: float | None,
                        message: str | None) -> None:
         await self.notify("notifications/progress",
-                          progress_params(token, float(progress),
-                                          None if total is None else float(total), message))
+                          progress_params(token, progress, total, message))
 
     async def withdrawn(self) -> None:
         """Wait (1 s at most) until the questions of the call being withdrawn (the call

@@ -13,8 +13,10 @@ otherwise, and a server of either SDK checks ``sampling.tools`` before it offers
 (``Client does not support sampling tools capability``): a tool-using server failed
 through the gateway where a host declaring it, connected directly, was asked
 (``tests/test_sampling_tools.py``, trial14).  ``sampling.context`` (``includeContext``,
-soft-deprecated) is still not declared: its answer would be the gateway's context, not
-the host's.
+soft-deprecated) is declared the same way (fidelity15): a careful server asks it only
+of a client declaring it, and the host that answers the question is the one that
+includes its context.  No SDK refuses it undeclared, so neither does the gateway: such
+a request reaches the host of the call as it came.
 """
 
 from __future__ import annotations
@@ -30,10 +32,13 @@ def _declared(declared: dict[str, Any] | None, capability: str, detail: str) -> 
 
 
 def sampling_declared(declares: dict[str, Any] | None) -> types.SamplingCapability:
-    """What a session declares of sampling: with tools for a shared one (``declares`` is
-    None), else as its one host declared."""
+    """What a session declares of sampling: with tools and context for a shared one
+    (``declares`` is None), else as its one host declared."""
     tools = declares is None or _declared(declares, "sampling", "tools")
-    return types.SamplingCapability(tools=types.SamplingToolsCapability() if tools else None)
+    context = declares is None or _declared(declares, "sampling", "context")
+    return types.SamplingCapability(
+        tools=types.SamplingToolsCapability() if tools else None,
+        context=types.SamplingContextCapability() if context else None)
 
 
 def refusal(params: Any, declared: dict[str, Any] | None, server: str) -> types.ErrorData | None:

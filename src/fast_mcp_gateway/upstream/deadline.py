@@ -67,6 +67,19 @@ PACE: ContextVar[Pace | None] = ContextVar("gateway_request_pace", default=None)
 the deadlines made in that task (``Deadline``, ``progress_bounded``) mark its progress."""
 
 SPENT: ContextVar[float] = ContextVar("gateway_request_spent", default=0.0)
+# The reason the host gave when it cancelled the call this task serves (its
+# ``notifications/cancelled``), looked up as the cancellation goes upstream: the
+# gateway's own words replaced it (fidelity15).  Set by the front that reads the host's
+# cancellations (``front/lane.py``); the gateway's own cancels (a timeout) keep theirs.
+HOST_REASON: ContextVar[Callable[[], str | None] | None] = ContextVar(
+    "gateway_host_cancel_reason", default=None)
+
+
+def host_reason(default: str) -> str:
+    """The host's reason for cancelling this task's call, else ``default``."""
+    told = HOST_REASON.get()
+    reason = told() if told is not None else None
+    return reason if isinstance(reason, str) else default
 """Seconds of the current request's time spent before it was sent (``Requests.request``:
 one sent again on a new session, its refusal and the renewal): its deadlines made in
 that task (``Deadline``, ``progress_bounded``) run from that much earlier, so that its

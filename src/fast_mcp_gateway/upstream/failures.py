@@ -27,11 +27,11 @@ from fast_mcp_gateway.errors import UpstreamTimeout
 from fast_mcp_gateway.telemetry.redaction import mask_text
 from fast_mcp_gateway.upstream.deadline import DeadlineReached
 from fast_mcp_gateway.upstream.model import (
-    IDLE_CLOSED,
     UpstreamState,
     bare_url,
     describe_error,
     http_status_text,
+    idle_closed,
 )
 from fast_mcp_gateway.upstream.session import ConnectFailed, StepFailed
 
@@ -480,6 +480,6 @@ def lost_with(exc: MCPError, cause: str | None) -> tuple[str, bool]:
     or the SDK's client's words for an idle close -- and whether the session is left as
     it was: an HTTP tap's own connection (``session_intact``), or a request the SDK's
     client did not send again after a server's idle close met it (``http_resend``)."""
-    idle_closed = IDLE_CLOSED in exc.error.message
-    detail = f": {cause}" if cause else f": {exc.error.message}" if idle_closed else ""
-    return detail, bool(getattr(exc, "session_intact", False)) or idle_closed
+    idle = idle_closed(exc)
+    detail = f": {cause}" if cause else f": {exc.error.message}" if idle else ""
+    return detail, bool(getattr(exc, "session_intact", False)) or idle

@@ -25,7 +25,12 @@ import mcp_types as types
 from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
 
-from fast_mcp_gateway.upstream.deadline import Deadline, DeadlineReached, extends
+from fast_mcp_gateway.upstream.deadline import (
+    Deadline,
+    DeadlineReached,
+    extends,
+    host_reason,
+)
 from fast_mcp_gateway.upstream.framing import is_number
 from fast_mcp_gateway.upstream.http_idle import IDLE_SECONDS as IDLE_SECONDS  # (read here too)
 from fast_mcp_gateway.upstream.http_idle import IdleBound
@@ -305,14 +310,15 @@ def cancel_reason(reached: DeadlineReached | None, timeout: float,
                    max_total: float | None) -> str:
     """The reason the SDK's session gives with the cancellation of such a request
     (``Requests``' path: ``progress_bounded`` around ``send_raw_request``): its own
-    timeout's words, or a caller's cancellation (progress_bounded's scope included)."""
+    timeout's words, or a caller's cancellation (progress_bounded's scope included): the
+    host's own reason when it gave one (``deadline.host_reason``)."""
     if reached is None:
-        return "caller cancelled"
+        return host_reason("caller cancelled")
     if not extends(timeout, max_total):
         return f"timed out after {timeout}s"
     if reached.limit == "max_total":
         return f"timed out after {max_total}s"
-    return "caller cancelled"
+    return host_reason("caller cancelled")
 
 
 def alive(deadline: Deadline, on_progress: Progress | None,
@@ -335,8 +341,8 @@ async def progress(params: Any, request_id: int | str, on_progress: Progress | N
             and (text is None or isinstance(text, str))):
         return  # malformed: dropped, as the SDK's session drops it
     try:
-        await on_progress(float(cast(float, progress)),
-                          None if total is None else float(total), text)
+        # (numbers as the upstream wrote them: its 1 stays 1, not 1.0)
+        await on_progress(cast(float, progress), total, text)
     except Exception:
         logger.exception("progress callback raised")
 

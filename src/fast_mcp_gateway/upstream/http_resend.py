@@ -21,7 +21,7 @@ import httpx2
 import mcp_types as types
 
 from fast_mcp_gateway.upstream.http_idle import repeatable
-from fast_mcp_gateway.upstream.model import describe_error
+from fast_mcp_gateway.upstream.model import IDLE_CLOSED_MARK, describe_error
 
 # httpx's (httpcore's) words for a connection closed before any byte of the answer
 _UNANSWERED = "Server disconnected without sending a response"
@@ -107,16 +107,19 @@ def unread(exc: httpx2.TransportError) -> bool:
 def unanswered(request: httpx2.Request, exc: httpx2.TransportError) -> httpx2.Response | None:
     """The answer the SDK reads for a JSON-RPC request not sent again: a 502 carrying
     that request's JSON-RPC error (``CONNECTION_CLOSED``, ``model.describe_error``'s
-    words), as a proxy answers for a server that closed without one.  Raised, the error
-    left the SDK's task group and ended the session, every request in flight with it;
-    answered so, that request fails alone (``failures.lost_with``), as on the tap.  ``None``
-    for a body that is no one JSON-RPC request (the error is raised)."""
+    words; ``model.IDLE_CLOSED_MARK`` as its ``data``, which tells it from an upstream's
+    own error holding the words), as a proxy answers for a server that closed without
+    one.  Raised, the error left the SDK's task group and ended the session, every
+    request in flight with it; answered so, that request fails alone
+    (``failures.lost_with``), as on the tap.  ``None`` for a body that is no one
+    JSON-RPC request (the error is raised)."""
     message = _messages(request)
     if message is None or len(message) != 1 or "id" not in message[0] \
             or "method" not in message[0]:
         return None
     exc.request = request  # (httpx's client sets it only once raised: the URL named)
-    error = {"code": types.CONNECTION_CLOSED, "message": describe_error(exc)}
+    error = {"code": types.CONNECTION_CLOSED, "message": describe_error(exc),
+             "data": IDLE_CLOSED_MARK}  # (its mark: ``model.idle_closed``)
     return httpx2.Response(502, json={"jsonrpc": "2.0", "id": message[0]["id"],
                                       "error": error},
                            request=request, extensions={"idle_closed": True})

@@ -10,6 +10,7 @@ import asyncio
 import os
 import random
 import re
+import secrets
 import socket
 import ssl
 from collections import deque
@@ -171,6 +172,15 @@ DEFAULT_RESTART = RestartPolicy()
 # How a request the SDK's client did not send again, after a server's idle close met it
 # unread, is said (``http_resend``): the session is intact (``failures.lost_with``).
 IDLE_CLOSED = "a kept-alive connection it closed as the request arrived"
+# ... and how it is told from an upstream's own error: its ``data`` is this, drawn per
+# process and never sent upstream, so no upstream can write it.  The words were matched,
+# and an upstream's -32000 holding them was read as a lost connection (fidelity15).
+IDLE_CLOSED_MARK = {"fast-mcp-gateway/idleClosed": secrets.token_hex(16)}
+
+
+def idle_closed(exc: MCPError) -> bool:
+    """Whether ``exc`` is ``http_resend``'s answer for a request an idle close met."""
+    return bool(exc.error.data == IDLE_CLOSED_MARK)
 
 
 def describe_error(exc: BaseException, url: str | None = None) -> str:

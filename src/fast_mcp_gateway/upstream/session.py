@@ -18,7 +18,8 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from fast_mcp_gateway._compat import negotiate_auto
 from fast_mcp_gateway._version import GATEWAY_NAME, __version__
 from fast_mcp_gateway.config.schema import ProtocolMode
-from fast_mcp_gateway.upstream.model import IDLE_CLOSED, Catalog, describe_error
+from fast_mcp_gateway.upstream.deadline import host_reason
+from fast_mcp_gateway.upstream.model import Catalog, describe_error, idle_closed
 from fast_mcp_gateway.upstream.sharing import share_tool_schemas
 from fast_mcp_gateway.upstream.stdout_lines import UNDECODABLE_RESPONSE
 
@@ -71,7 +72,7 @@ def connection_lost(exc: MCPError, fatal: str | None = None) -> bool:
         return False
     message = error.message
     return (message in _LOST or message.startswith("SSE stream failed: ")
-            or (fatal is not None and message == fatal) or IDLE_CLOSED in message)
+            or (fatal is not None and message == fatal) or idle_closed(exc))
 
 
 
@@ -230,6 +231,10 @@ def needs_modern(exc: BaseException) -> bool:
 
 async def negotiate(session: ClientSession, transport: ClientTransport, era: Era) -> None:
     """Open the session in the era ``era`` picks, setting ``era.reason`` (``StepFailed``)."""
+    from fast_mcp_gateway._compat_sessions import keep_progress_numbers, tell_cancel_reasons
+
+    keep_progress_numbers(session)  # (its progress callbacks: the upstream's 1, not 1.0)
+    tell_cancel_reasons(session, host_reason)  # (a host's reason for its cancel goes on)
     era.recall()
     mode = era.mode
     opening: Callable[[], Awaitable[Any]]

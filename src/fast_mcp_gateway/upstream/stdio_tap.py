@@ -63,7 +63,7 @@ from fast_mcp_gateway._compat import (
     terminate_process_tree,
     wait_for_process_exit,
 )
-from fast_mcp_gateway.upstream.deadline import Deadline, extends
+from fast_mcp_gateway.upstream.deadline import Deadline, extends, host_reason
 from fast_mcp_gateway.upstream.framing import (
     DEFAULT_MAX_MESSAGE_BYTES,
     UTF8_JSON,
@@ -193,7 +193,7 @@ class RawTap:
                 await self._cancel(request_id, f"timed out ({reached.limit} limit)")
                 raise reached from None
             with anyio.CancelScope(shield=True):
-                await self._cancel(request_id, "cancelled by the caller")
+                await self._cancel(request_id, host_reason("cancelled by the caller"))
             raise
         finally:
             deadline.stop()
@@ -260,8 +260,8 @@ class RawTap:
             if entry.progress is None:  # asked only to keep the call alive
                 return True
             try:
-                await entry.progress(float(cast(float, progress)),
-                               None if total is None else float(total), text)
+                # (numbers as the upstream wrote them: its 1 stays 1, not 1.0)
+                await entry.progress(cast(float, progress), total, text)
             except Exception:
                 logger.debug("progress relay failed", exc_info=True)
             return True

@@ -151,7 +151,8 @@ def test_a_short_credential_key_is_refused_without_echoing_it() -> None:
 
 def test_a_key_file_others_may_read_or_another_user_wrote_is_refused(tmp_path: Path) -> None:
     """As ssh refuses such a private key: whoever reads the file opens every stored
-    sign-in (sec29: it was used as found, mode 0644 or another user's)."""
+    sign-in (sec29: it was used as found, mode 0644 or another user's); one empty, too
+    short or not text is refused too."""
     db = tmp_path / "gateway.db"
     key_path = tmp_path / KEY_FILE
     key_path.write_text(KEY + "\n")
@@ -172,6 +173,12 @@ def test_a_key_file_others_may_read_or_another_user_wrote_is_refused(tmp_path: P
     key_path.write_text("")
     with pytest.raises(StorageError, match="is empty: write the key back, or delete the file"):
         credential_keys([], str(db), shared=False)
+    key_path.write_text("hunter2\n")  # (trial15: a weak key sealed every sign-in)
+    with pytest.raises(StorageError) as caught:
+        credential_keys([], str(db), shared=False)
+    assert str(caught.value) == f"the credential key {key_path} is too short (7 bytes; a " \
+        "key needs at least 32 bytes of secret randomness): write the key back, or delete " \
+        "the file (a new key is made; servers signed in under the old one sign in again)"
     key_path.write_bytes(b"\xff\xfe" + bytes(range(128, 192)))
     with pytest.raises(StorageError) as caught:  # not a UnicodeDecodeError quoting a byte
         credential_keys([], str(db), shared=False)

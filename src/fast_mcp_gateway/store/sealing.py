@@ -28,6 +28,8 @@ from fast_mcp_gateway.store.credentials import StoredCredential
 
 DOMAIN = b"fast-mcp-gateway/upstream-credentials/v1"
 KEY_FILE = "credential.keys"
+MIN_KEY_BYTES = 32
+"""The shortest key sealing sign-ins: ``MCP_GATEWAY_CREDENTIAL_KEYS``'s rule, the file's."""
 
 
 class SealBroken(StorageError):
@@ -94,6 +96,12 @@ def key_file(folder: Path) -> str:
             raise StorageError(f"the credential key {path} is empty: write the key back, or "
                                "delete the file (a new key is made; servers signed in under "
                                "the old one sign in again)")
+        if len(text.encode()) < MIN_KEY_BYTES:  # (as MCP_GATEWAY_CREDENTIAL_KEYS's)
+            raise StorageError(
+                f"the credential key {path} is too short ({len(text.encode())} bytes; a key "
+                f"needs at least {MIN_KEY_BYTES} bytes of secret randomness): write the key "
+                "back, or delete the file (a new key is made; servers signed in under the "
+                "old one sign in again)")
         return text
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)

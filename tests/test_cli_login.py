@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -113,6 +114,35 @@ def test_login_of_a_server_without_oauth_names_those_with_one(tmp_path: Path) ->
 
 
 
+
+
+async def test_ctrl_c_while_login_waits_for_the_browser_says_so_without_a_traceback(
+        tmp_path: Path) -> None:
+    """A person who sees the authorization server's own error page (a wrong client_id)
+    stops ``login`` with Ctrl-C (trial15: a Python traceback, KeyboardInterrupt)."""
+    db, env = tmp_path / "gateway.db", {k: v for k, v in os.environ.items()
+                                          if not k.startswith("MCP_GATEWAY_")}
+    async with signing_upstream() as (_provider, url):
+        config = tmp_path / "servers.yaml"
+        await anyio.Path(config).write_text(
+            f"servers:\n  tickets: {{url: '{url}', auth: {{type: oauth}}}}\n")
+        said = ""
+        async with await anyio.open_process(
+                cli("login", "tickets", "--config", str(config), "--db", str(db)),
+                env={**env, "MCP_GATEWAY_OAUTH_CALLBACK_PORT": str(free_port())}) as process:
+            assert process.stderr is not None
+            async for chunk in TextReceiveStream(process.stderr):
+                said += chunk
+                if "comes back to" in said and said.endswith("\n"):
+                    break
+            process.send_signal(signal.SIGINT)
+            said += "".join([chunk async for chunk in TextReceiveStream(process.stderr)])
+            code = await process.wait()
+    assert code == 130, said
+    assert "Traceback" not in said and "KeyboardInterrupt" not in said
+    assert said.rstrip().endswith("mcp-gateway: login stopped (Ctrl-C); no sign-in was "
+                                  "kept, and the link no longer works")
+    assert not await audited(db)
 
 
 async def test_logout_forgets_the_sign_in_of_a_server_no_longer_in_the_file(

@@ -310,7 +310,12 @@ def _run(args: argparse.Namespace) -> int:
         from fast_mcp_gateway.cli.login import run_login
 
         configure_logging("WARNING")  # every line masked
-        return anyio.run(run_login, args)
+        try:
+            return anyio.run(run_login, args)
+        except KeyboardInterrupt:  # Ctrl-C while waiting for the browser: words, no trace
+            print(f"mcp-gateway: {args.command} stopped (Ctrl-C); no sign-in was kept, and "
+                  "the link no longer works", file=sys.stderr)
+            return 130
     if args.command in ("logs", "stats"):
         from fast_mcp_gateway.cli.reports import run_report
 

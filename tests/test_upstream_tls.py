@@ -337,3 +337,19 @@ async def test_a_replica_without_the_client_certificate_says_what_to_give(
         replica = fast.gateway.manager.services["alpha"].replicas[0]
         assert replica.state is not UpstreamState.READY
         assert f"{url} {HUNG_UP}" in (replica.last_error or ""), replica.last_error
+
+
+async def test_a_ca_file_that_did_not_sign_the_server_is_named_as_what_to_change(
+        pki: Pki) -> None:
+    """With ``tls: ca_file`` (trusted instead of the system's CAs) the replica's words
+    name that setting alone (trial15: they said to give a ca_file, which was given, or
+    SSL_CERT_FILE, which such a server does not read)."""
+    async with mtls_upstream(pki) as (up, _), \
+            front(gateway(up.url, pki.tls(ca_file=str(pki.stranger.ca)), "legacy")) as fast:
+        replica = fast.gateway.manager.services["alpha"].replicas[0]
+        assert replica.state is not UpstreamState.READY
+        assert replica.last_error == (
+            f"cannot connect to {up.url}: its TLS certificate does not verify against the "
+            "server's tls: ca_file (unable to get local issuer certificate), trusted instead "
+            "of the system's CAs: give as ca_file the certificate of the CA that signed the "
+            "server's (a file may hold several)"), replica.last_error

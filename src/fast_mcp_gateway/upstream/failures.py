@@ -60,14 +60,15 @@ STDIO_HINT = ("check that 'command' and 'args' start an MCP server that talks ov
 
 
 def explain_connect_failure(
-    exc: BaseException | None, text: str | None, *, kind: str, stderr: Sequence[str],
-    step: str | None, notice: str | None, violations: int,
+    exc: BaseException | None, text: str | None, *, config: ServerConfig,
+    stderr: Sequence[str], step: str | None, notice: str | None, violations: int,
     transport: ClientTransport | None,
 ) -> str:
     """One line for ``last_error``: ``exc`` (or ``text`` when the held session ended
     without one) explained by the facts of the attempt.  ``notice``: the first stdout
     violation of the attempt (``violations`` in all)."""
-    text = text or (describe_error(exc, bare_url(getattr(transport, "url", None)))
+    kind, own_ca = config.kind, config.tls is not None and config.tls.ca_file is not None
+    text = text or (describe_error(exc, bare_url(getattr(transport, "url", None)), own_ca)
                     if exc is not None else "failed")
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]

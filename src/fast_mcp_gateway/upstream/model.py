@@ -183,12 +183,13 @@ def idle_closed(exc: MCPError) -> bool:
     return bool(exc.error.data == IDLE_CLOSED_MARK)
 
 
-def describe_error(exc: BaseException, url: str | None = None) -> str:
+def describe_error(exc: BaseException, url: str | None = None, own_ca: bool = False) -> str:
     """A one-line, human explanation of why a connect or request failed (known secrets
     and URL credentials masked: it goes to ``last_error``, logs and error texts).
     ``url`` (``bare_url``) names the server where ``exc`` carries no request: httpx lets
-    a TLS alert read after the handshake out as a bare ``ssl.SSLError``."""
-    return mask_text(_describe(exc, url))
+    a TLS alert read after the handshake out as a bare ``ssl.SSLError``.  ``own_ca``: the
+    server's ``tls:`` has a ``ca_file``, trusted instead of the system's CAs."""
+    return mask_text(_describe(exc, url, own_ca))
 
 
 def bare_url(url: str | None) -> str | None:
@@ -199,7 +200,7 @@ def bare_url(url: str | None) -> str | None:
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
-def _describe(exc: BaseException, url: str | None = None) -> str:
+def _describe(exc: BaseException, url: str | None = None, own_ca: bool = False) -> str:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     if isinstance(exc, LaunchFailed):  # its own words (upstream/launch.py)
@@ -218,14 +219,14 @@ def _describe(exc: BaseException, url: str | None = None) -> str:
     if isinstance(exc, httpx2.ProxyError):
         return _proxy_refused(exc)
     if isinstance(exc, httpx2.ConnectError):
-        return _connect_error(exc)
+        return _connect_error(exc, own_ca)
     where = _request_url(exc) if isinstance(exc, httpx2.RequestError) else url or "the server"
     for error in _chain(exc):  # a TLS alert read after the handshake, not on connect
         if isinstance(error, ssl.SSLError) and _refused_client(error):
             # (TLS 1.3: the alert, or the reset that overtook it, or asyncio's servers'
             # hang-up without one: whichever came first, one text)
             return _hung_up(where)
-        if isinstance(error, ssl.SSLError) and (said := _tls_text(where, error)):
+        if isinstance(error, ssl.SSLError) and (said := _tls_text(where, error, own_ca)):
             return said
     if getattr(exc, "idle_closed", False):  # (http_resend.ResendingTransport's mark:
         # an EOF or a reset, on a reused connection, before any byte of the answer)
@@ -376,8 +377,18 @@ _CLIENT_CERT_REFUSED = ("alert unknown ca", "alert bad certificate", "alert cert
                         "alert unsupported certificate", "alert access denied")
 
 
-def _tls_text(url: str, error: ssl.SSLError) -> str | None:
+# OpenSSL's verify codes of a certificate no trusted CA signed (its issuer not found).
+_UNKNOWN_ISSUER = {2, 18, 19, 20, 21}
+
+
+def _tls_text(url: str, error: ssl.SSLError, own_ca: bool = False) -> str | None:
     """What a TLS failure at ``url`` means, and what to change; None: no advice."""
+    if isinstance(error, ssl.SSLCertVerificationError) and own_ca \
+            and error.verify_code in _UNKNOWN_ISSUER:  # (not SSL_CERT_FILE: unused there)
+        return (f"cannot connect to {url}: its TLS certificate does not verify against the "
+                f"server's tls: ca_file ({(error.verify_message or '').rstrip('.')}), "
+                "trusted instead of the system's CAs: give as ca_file the certificate of "
+                "the CA that signed the server's (a file may hold several)")
     if isinstance(error, ssl.SSLCertVerificationError):
         return (f"cannot connect to {url}: its TLS certificate does not verify "
                 f"({(error.verify_message or error.reason or '').rstrip('.')}): if a private "
@@ -448,10 +459,10 @@ def _proxy_refused(exc: httpx2.ProxyError) -> str:
     return f"{head}: {fix}, or list the server's host in NO_PROXY if it is reached directly"
 
 
-def _connect_error(exc: httpx2.ConnectError) -> str:
+def _connect_error(exc: httpx2.ConnectError, own_ca: bool = False) -> str:
     url = _request_url(exc)
     for error in _chain(exc):
-        if isinstance(error, ssl.SSLError) and (said := _tls_text(url, error)):
+        if isinstance(error, ssl.SSLError) and (said := _tls_text(url, error, own_ca)):
             return said
     root: BaseException | None = exc
     while root is not None and not (isinstance(root, OSError) and root.errno is not None):

@@ -339,7 +339,7 @@ class Supervisor:
         self._unreachable = unreachable(exc)
         self._signed_out = needs_sign_in(exc) or self._out
         return explain_connect_failure(
-            exc, text, kind=self.config.kind, stderr=self.stderr.current(40), step=self._step,
+            exc, text, config=self.config, stderr=self.stderr.current(40), step=self._step,
             notice=self._notice, violations=self._violations, transport=self._transport)
 
     async def _attempt(self, *, hold: bool) -> None:

@@ -377,8 +377,7 @@ _CLIENT_CERT_REFUSED = ("alert unknown ca", "alert bad certificate", "alert cert
                         "alert unsupported certificate", "alert access denied")
 
 
-# OpenSSL's verify codes of a certificate no trusted CA signed (its issuer not found).
-_UNKNOWN_ISSUER = {2, 18, 19, 20, 21}
+_UNKNOWN_ISSUER = {2, 18, 19, 20, 21}  # OpenSSL's verify codes: no trusted CA signed it
 
 
 def _tls_text(url: str, error: ssl.SSLError, own_ca: bool = False) -> str | None:

@@ -122,11 +122,13 @@ def protected_server(issuer: Issuer, gate: Gate | None = None) -> FastMCP[Any]:
 
 
 @contextlib.asynccontextmanager
-async def issuer_and_upstream(issuer: Issuer, gate: Gate | None = None
+async def issuer_and_upstream(issuer: Issuer, gate: Gate | None = None,
+                              fault: TokenFault | None = None
                               ) -> AsyncIterator[tuple[str, str]]:
     """Serve ``issuer`` and a protected upstream on 127.0.0.1; yield (issuer base URL,
-    the upstream's MCP URL)."""
-    async with serve_http(issuer.app(), startup=False) as as_base, \
+    the upstream's MCP URL).  ``fault`` stands in front of its token endpoint."""
+    app = issuer.app()
+    async with serve_http(fault.around(app) if fault else app, startup=False) as as_base, \
             serve_http(protected_server(issuer, gate).http_app(path="/mcp"),
                        startup=False) as up_base:
         issuer.base = as_base

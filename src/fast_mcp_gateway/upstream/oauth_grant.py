@@ -44,7 +44,13 @@ from fast_mcp_gateway.store.credentials import (
 )
 from fast_mcp_gateway.store.sealing import CredentialSeal, SealBroken, credential_keys
 from fast_mcp_gateway.telemetry.redaction import CALLERS
-from fast_mcp_gateway.upstream.token_grants import TOKEN_TIMEOUT, Token, error_code, token_of
+from fast_mcp_gateway.upstream.token_grants import (
+    TOKEN_TIMEOUT,
+    Token,
+    error_code,
+    quoted_answer,
+    token_of,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +58,6 @@ _REFUSED = frozenset({"invalid_grant", "invalid_client", "unauthorized_client"})
 """The OAuth error codes (RFC 6749 5.2) that say the sign-in is dead: only these sign
 out.  Any other answer -- a proxy's page, an empty body, another code, 5xx -- is a
 transient failure: the tokens are kept and the refresh tried again."""
-_SHOWN = 60  # characters of an answer that is no token, quoted (masked) in the error
 
 
 class CredentialBook:
@@ -139,18 +144,6 @@ def changed_settings(stored: Any, now: dict[str, Any]) -> list[str]:
     if not isinstance(stored, dict):
         return []
     return [name for name, value in now.items() if stored.get(name) != value]
-
-
-def _quoted(response: httpx2.Response) -> str:
-    """The first characters of an answer that is no token (secrets masked)."""
-    from fast_mcp_gateway.telemetry.redaction import mask_text
-
-    text = " ".join(response.content[:_SHOWN * 4].decode(errors="replace").split())
-    if not text:
-        return "an empty body"
-    kind = response.headers.get("content-type", "").partition(";")[0].strip() or "no type"
-    text = mask_text(text)  # before the cut: a secret cut short would not match
-    return f"{kind}: {text[:_SHOWN]!r}{'...' if len(text) > _SHOWN else ''}"
 
 
 class RefreshGrant:
@@ -275,7 +268,7 @@ class RefreshGrant:
             raise SignInFailed(
                 self.server, f"its authorization server at {endpoint} answered HTTP "
                 f"{response.status_code} to a refresh, not a token "
-                f"({f'error {code}' if code else _quoted(response)}); the sign-in is kept "
+                f"({f'error {code}' if code else quoted_answer(response)}); the sign-in is kept "
                 "and the gateway tries again", retryable=True)
         refresh = token.refresh or tokens["refresh_token"]  # RFC 6749 6: may keep the old
         await book.save(

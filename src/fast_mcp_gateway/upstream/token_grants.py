@@ -9,8 +9,11 @@ its models require what a machine-account authorization server may not publish (
 ``authorization_endpoint``).
 
 Every failure is a ``SignInFailed`` whose words name the endpoint, the HTTP status or the
-OAuth ``error`` code (a short word, checked: never the server's ``error_description`` or
-body, which may echo what was sent) and the setting to fix.  No secret is ever in them.
+OAuth ``error`` code (a short word, checked: never the server's ``error_description``,
+which may echo what was sent) and the setting to fix.  No secret is ever in them.  A 400
+or 401 with no OAuth ``error`` code (a proxy's page, an empty body) is no refusal of the
+client: transient (``retryable``), quoting the status and the answer's first characters,
+masked -- as a refresh's (``oauth_grant.py``).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ TOKEN_TIMEOUT = 15.0
 """Seconds one request to an authorization server may take (metadata or token)."""
 _ERROR_CODE = re.compile(r"^[a-z_]{1,40}$")
 _CLIENT_REFUSED = frozenset({"invalid_client", "unauthorized_client"})
+_SHOWN = 60  # characters of an answer that is no token, quoted (masked) in the error
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,6 +83,18 @@ def error_code(data: Any) -> str | None:
     """An OAuth error answer's ``error`` when it is a plain code (never its description)."""
     code = data.get("error") if isinstance(data, dict) else None
     return code if isinstance(code, str) and _ERROR_CODE.match(code) else None
+
+
+def quoted_answer(response: httpx2.Response) -> str:
+    """The first characters of an answer that is no token (secrets masked)."""
+    from fast_mcp_gateway.telemetry.redaction import mask_text
+
+    text = " ".join(response.content[:_SHOWN * 4].decode(errors="replace").split())
+    if not text:
+        return "an empty body"
+    kind = response.headers.get("content-type", "").partition(";")[0].strip() or "no type"
+    text = mask_text(text)  # before the cut: a secret cut short would not match
+    return f"{kind}: {text[:_SHOWN]!r}{'...' if len(text) > _SHOWN else ''}"
 
 
 def discovery_urls(issuer: str) -> list[str]:
@@ -186,8 +202,17 @@ class ClientCredentialsGrant:
             data = response.json()
         except ValueError:
             data = None
+        code = error_code(data)
+        if code is None and status in (400, 401):  # a proxy's page, an empty body
+            logger.warning("upstream %s: %s answered HTTP %d with no OAuth error, not a "
+                           "token: tried again", self.server, endpoint, status)
+            raise self._fail(f"the authorization server at {endpoint} answered HTTP "
+                             f"{status} to a token request, not a token and no OAuth error "
+                             f"({quoted_answer(response)}); the gateway tries again (if it "
+                             "lasts: check auth.token_url or auth.issuer, and any proxy "
+                             "between)", True)
         if status != 200 or not isinstance(data, dict):
-            raise self._fail(self._refusal(endpoint, status, error_code(data)), status >= 500)
+            raise self._fail(self._refusal(endpoint, status, code), status >= 500)
         token = token_of(data, self._clock())
         if token is None:
             raise self._fail(f"{endpoint} answered without a Bearer access_token; check "
@@ -196,7 +221,7 @@ class ClientCredentialsGrant:
         return token
 
     def _refusal(self, endpoint: str, status: int, code: str | None) -> str:
-        if code in _CLIENT_REFUSED or (code is None and status == 401):
+        if code in _CLIENT_REFUSED:
             return (f"the authorization server ({endpoint}) refused the client "
                     f"{self.auth.client_id!r} (HTTP {status}{f', {code}' if code else ''}); "
                     "check auth.client_id and auth.client_secret, and "

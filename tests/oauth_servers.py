@@ -137,14 +137,20 @@ async def issuer_and_upstream(issuer: Issuer, gate: Gate | None = None,
 
 class TokenFault:
     """What the token endpoint answers instead of itself while ``answer`` is set (a
-    proxy's page, an empty body): (status, content type, body); ``seen`` counts them."""
+    proxy's page, an empty body): (status, content type, body); ``seen`` counts them.
+    ``published`` overrides fields of its RFC 8414 metadata (an endpoint it names)."""
 
     def __init__(self) -> None:
         self.answer: tuple[int, str, bytes] | None = None
         self.seen = 0
+        self.published: dict[str, str] = {}
 
     def around(self, app: Any) -> Any:
         async def asgi(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http" and self.published and scope["path"].startswith(
+                    "/.well-known/oauth-authorization-server"):
+                await self._metadata(app, scope, receive, send)
+                return
             if scope["type"] == "http" and scope["path"] == "/token" \
                     and self.answer is not None:
                 self.seen += 1
@@ -153,6 +159,21 @@ class TokenFault:
                 return
             await app(scope, receive, send)
         return asgi
+
+    async def _metadata(self, app: Any, scope: Any, receive: Any, send: Any) -> None:
+        import json
+
+        sent: list[Any] = []
+
+        async def keep(message: Any) -> None:
+            sent.append(message)
+
+        await app(scope, receive, keep)
+        start = sent[0]
+        data = {**json.loads(b"".join(m.get("body", b"") for m in sent[1:])),
+                **self.published}
+        await Response(json.dumps(data).encode(), start["status"],
+                       media_type="application/json")(scope, receive, send)
 
 
 @contextlib.asynccontextmanager

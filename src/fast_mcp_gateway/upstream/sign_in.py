@@ -56,6 +56,7 @@ from fast_mcp_gateway.upstream.oauth_grant import (
 from fast_mcp_gateway.upstream.sign_in_page import (
     CALLBACK_PATH,
     callback_app,
+    discovered_problem,
     quiet_protocol,
     revoke,
 )
@@ -134,12 +135,20 @@ class _Flow:
         """The SDK's redirect handler: check the issuer, publish the URL."""
         expected = self.config.auth.issuer if self.config.auth else None
         meta = self._provider.context.oauth_metadata
+        await self.check_endpoints(None)
         if expected and (meta is None or not same_issuer(str(meta.issuer), expected)):
             raise self._fail(f"its authorization server is not auth.issuer {expected!r}; "
                              "check auth.issuer (the client secret is only sent there)")
         self.state = parse_qs(urlsplit(url).query).get("state", [""])[0] or None
         self.url = url
         self.published.set()
+
+    async def check_endpoints(self, request: Any) -> None:
+        """Before each request of the flow (an httpx hook) and the link: the endpoints
+        its authorization server's metadata names, once discovered, are https."""
+        meta = self._provider.context.oauth_metadata if self._provider else None
+        if (problem := discovered_problem(meta)) is not None:
+            raise self._fail(problem)
 
     async def callback(self) -> Any:
         """The SDK's callback handler: the person's browser came back."""
@@ -173,7 +182,8 @@ class _Flow:
             storage, self.redirect, self.callback)  # type: ignore[arg-type]
         try:
             with anyio.fail_after(FLOW_SECONDS):
-                async with httpx2.AsyncClient(auth=self._provider, timeout=30) as http:
+                async with httpx2.AsyncClient(auth=self._provider, timeout=30, event_hooks={
+                        "request": [self.check_endpoints]}) as http:
                     await http.post(url, json=_PROBE, headers=_PROBE_HEADERS)
             if storage.tokens is None:
                 raise self._fail(f"{mask_text(url)} did not ask for a sign-in (no 401); "

@@ -20,6 +20,7 @@ from urllib.parse import quote
 import anyio
 import httpx2
 
+from fast_mcp_gateway.config.upstream_auth import endpoint_problem
 from fast_mcp_gateway.store.credentials import StoredCredential
 from fast_mcp_gateway.upstream.token_grants import TOKEN_TIMEOUT, error_code
 
@@ -37,6 +38,25 @@ def valid_for(expires_at: float, now: float) -> str:
     if left < 60:
         return f"expires in under a minute, at {until}"
     return f"expires in {math.ceil(left / 60)} min, at {until}"
+
+
+_DISCOVERED = ("token_endpoint", "authorization_endpoint", "registration_endpoint",
+               "revocation_endpoint")
+
+
+def discovered_problem(meta: Any) -> str | None:
+    """Why an endpoint an authorization server's metadata names (RFC 8414, found through
+    RFC 9728: not configured, so not checked at load) may not be used, or None: each must
+    be https:// (http:// only on loopback) -- the code, the client's secret and the
+    tokens travel to them, the person's browser to the authorization endpoint."""
+    for name in _DISCOVERED if meta is not None else ():
+        value = getattr(meta, name, None)
+        if value is not None and (problem := endpoint_problem(str(value))) is not None:
+            return (f"its authorization server's metadata ({meta.issuer}) names a "
+                    f"{name.replace('_', ' ')} ({name}) that is not https: {problem}; have "
+                    "the authorization server publish https:// endpoints (its public URL "
+                    "behind TLS): nothing was sent there")
+    return None
 
 
 def quiet_protocol() -> Any:
@@ -107,6 +127,9 @@ async def revoke(server: str, row: StoredCredential, secrets: dict[str, Any]) ->
     tokens, client = secrets.get("tokens") or {}, secrets.get("client") or {}
     token = tokens.get("refresh_token") or tokens.get("access_token")
     if not endpoint or not token or not client.get("client_id"):
+        return
+    if endpoint_problem(endpoint) is not None:  # stored before discovered_problem: not sent
+        logger.warning("upstream %s: its token not revoked at %s: not https", server, endpoint)
         return
     kind = "refresh_token" if tokens.get("refresh_token") else "access_token"
     form = {"token": token, "token_type_hint": kind, "client_id": client["client_id"]}

@@ -177,13 +177,15 @@ class TokenFault:
 
 
 @contextlib.asynccontextmanager
-async def signing_upstream(gate: Gate | None = None, fault: TokenFault | None = None
+async def signing_upstream(gate: Gate | None = None, fault: TokenFault | None = None,
+                           tls: tuple[Any, Any] | None = None
                            ) -> AsyncIterator[tuple[Any, str]]:
     """A FastMCP server behind fastmcp's in-memory authorization server (RFC 9728/8414
     metadata, dynamic registration, ``/authorize`` approving at once, PKCE, refresh),
     on 127.0.0.1; yield (its ``InMemoryOAuthProvider``, its MCP URL).  Its tool ``hold``
     waits on ``gate`` (a call in flight, held by the test); ``fault`` stands in front of
-    its token endpoint."""
+    its token endpoint; ``tls`` (a certificate and its key files) serves both over
+    https."""
     import socket
 
     import uvicorn
@@ -193,7 +195,7 @@ async def signing_upstream(gate: Gate | None = None, fault: TokenFault | None = 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    base = f"{'https' if tls else 'http'}://127.0.0.1:{sock.getsockname()[1]}"
     provider = InMemoryOAuthProvider(base_url=base, client_registration_options=(
         ClientRegistrationOptions(enabled=True, valid_scopes=["read"], default_scopes=["read"])),
         revocation_options=RevocationOptions(enabled=True), required_scopes=["read"])
@@ -215,7 +217,9 @@ async def signing_upstream(gate: Gate | None = None, fault: TokenFault | None = 
     app = mcp.http_app(path="/mcp")
     server = uvicorn.Server(uvicorn.Config(fault.around(app) if fault else app,
                                            log_level="warning", log_config=None,
-                                           lifespan="on"))
+                                           lifespan="on", **({} if tls is None else {
+                                               "ssl_certfile": str(tls[0]),
+                                               "ssl_keyfile": str(tls[1])})))
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve, [sock])
         try:
@@ -225,12 +229,13 @@ async def signing_upstream(gate: Gate | None = None, fault: TokenFault | None = 
     sock.close()
 
 
-async def person_signs_in(url: str) -> Any:
+async def person_signs_in(url: str, verify: Any = True) -> Any:
     """What a person's browser does with a sign-in link: the authorization server
-    approves at once and redirects to the gateway's callback, which answers a page."""
+    approves at once and redirects to the gateway's callback, which answers a page
+    (``verify``: the browser's trust, for an authorization server under a private CA)."""
     import httpx2
 
-    async with httpx2.AsyncClient(timeout=60) as http:
+    async with httpx2.AsyncClient(timeout=60, verify=verify) as http:
         approved = await http.get(url, follow_redirects=False)
         assert approved.status_code in (302, 303, 307), approved.status_code
         return await http.get(approved.headers["location"], follow_redirects=False)

@@ -48,6 +48,7 @@ from fast_mcp_gateway.upstream.token_grants import (
     TOKEN_TIMEOUT,
     Token,
     error_code,
+    origin_client,
     quoted_answer,
     token_of,
 )
@@ -150,8 +151,8 @@ class RefreshGrant:
     """A person's sign-in of one server, as a ``TokenSlot``'s grant (module docstring)."""
 
     def __init__(self, server: str, url: str, auth: Any,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.server, self.url, self._clock = server, url, clock
+                 clock: Callable[[], float] = time.time, tls: Any = None) -> None:
+        self.server, self.url, self._clock, self.tls = server, url, clock, tls
         self.settings = signed_in_under(url, auth)
         self.client_id, self.client_secret = auth.client_id, auth.client_secret
 
@@ -237,7 +238,8 @@ class RefreshGrant:
         elif secret:
             form["client_secret"] = secret
         try:
-            async with httpx2.AsyncClient(timeout=TOKEN_TIMEOUT, follow_redirects=False) as http:
+            async with origin_client(self.server, self.url, self.tls, timeout=TOKEN_TIMEOUT,
+                                     follow_redirects=False) as http:
                 response = await http.post(endpoint, data=form, auth=basic,
                                            headers={"accept": "application/json"})
         except httpx2.HTTPError as exc:

@@ -60,7 +60,7 @@ from fast_mcp_gateway.upstream.sign_in_page import (
     quiet_protocol,
     revoke,
 )
-from fast_mcp_gateway.upstream.token_grants import same_issuer
+from fast_mcp_gateway.upstream.token_grants import origin_client, same_issuer
 
 logger = logging.getLogger(__name__)
 
@@ -182,8 +182,9 @@ class _Flow:
             storage, self.redirect, self.callback)  # type: ignore[arg-type]
         try:
             with anyio.fail_after(FLOW_SECONDS):
-                async with httpx2.AsyncClient(auth=self._provider, timeout=30, event_hooks={
-                        "request": [self.check_endpoints]}) as http:
+                async with origin_client(self.server, url, self.config.tls,
+                                         auth=self._provider, timeout=30, event_hooks={
+                                             "request": [self.check_endpoints]}) as http:
                     await http.post(url, json=_PROBE, headers=_PROBE_HEADERS)
             if storage.tokens is None:
                 raise self._fail(f"{mask_text(url)} did not ask for a sign-in (no 401); "

@@ -97,6 +97,26 @@ def quoted_answer(response: httpx2.Response) -> str:
     return f"{kind}: {text[:_SHOWN]!r}{'...' if len(text) > _SHOWN else ''}"
 
 
+def origin_client(server: str, url: str | None, tls: Any, **options: Any
+                  ) -> httpx2.AsyncClient:
+    """An httpx client for a server's OAuth requests: its ``tls:`` (a private CA, a
+    client certificate: ``config/upstream_tls.py``) for requests to its own host -- the
+    sign-in's probe of its URL, an authorization server on the same host -- the default
+    trust elsewhere (another host's authorization server is not that CA's).
+    ``SignInFailed`` when a ``tls:`` file cannot be used."""
+    from fast_mcp_gateway.config.upstream_tls import TlsFileProblem
+
+    host = urlsplit(url).hostname if tls is not None and url else None
+    if host:
+        try:
+            context = tls.context(httpx2.create_ssl_context)
+        except TlsFileProblem as exc:
+            raise SignInFailed(server, f"its tls: {exc}") from None
+        pattern = f"https://[{host}]" if ":" in host else f"https://{host}"
+        options["mounts"] = {pattern: httpx2.AsyncHTTPTransport(verify=context)}
+    return httpx2.AsyncClient(**options)
+
+
 def discovery_urls(issuer: str) -> list[str]:
     """Where ``issuer``'s metadata may be (RFC 8414 3.1, then OpenID Connect's two)."""
     parts = urlsplit(issuer)
@@ -124,9 +144,9 @@ class ClientCredentialsGrant:
     ``resource`` is the server's URL (RFC 8707: the token is for that server only)."""
 
     def __init__(self, server: str, auth: UpstreamAuth, resource: str,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, tls: Any = None) -> None:
         assert auth.client_id is not None and auth.client_secret is not None
-        self.server, self.auth, self.resource = server, auth, resource
+        self.server, self.auth, self.resource, self.tls = server, auth, resource, tls
         self._clock = clock
         self._endpoint = auth.token_url
         CALLERS.add([auth.client_secret])
@@ -136,7 +156,8 @@ class ClientCredentialsGrant:
 
     async def fetch(self, current: Token | None = None) -> Token:
         """A new token, or ``SignInFailed`` saying why not and what to fix."""
-        async with httpx2.AsyncClient(timeout=TOKEN_TIMEOUT, follow_redirects=False) as client:
+        async with origin_client(self.server, self.resource, self.tls, timeout=TOKEN_TIMEOUT,
+                                 follow_redirects=False) as client:
             endpoint = self._endpoint or await self._discover(client)
             self._endpoint = endpoint
             form = {"grant_type": "client_credentials", "resource": self.resource}

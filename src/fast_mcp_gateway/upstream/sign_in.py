@@ -56,6 +56,7 @@ from fast_mcp_gateway.upstream.oauth_grant import (
 from fast_mcp_gateway.upstream.sign_in_page import (
     CALLBACK_PATH,
     callback_app,
+    callback_server,
     discovered_problem,
     quiet_protocol,
     revoke,
@@ -395,7 +396,7 @@ class SignIns:
         # No log_level (uvicorn would set its loggers' levels process-wide: an app
         # serving the gateway at INFO lost its access log) and no access lines (the
         # callback's URL holds the code and state): ``quiet_protocol``.
-        listener = self._listener = uvicorn.Server(uvicorn.Config(
+        listener = self._listener = callback_server(uvicorn.Config(
             callback_app(self._by_state), log_level=None, log_config=None,
             lifespan="off", http=quiet_protocol()))
         done = self._listener_done = anyio.Event()

@@ -73,6 +73,25 @@ def quiet_protocol() -> Any:
     return Quiet
 
 
+def callback_server(config: Any) -> Any:
+    """The callback listener's uvicorn server, without uvicorn's SIGINT/SIGTERM handlers
+    (as the dashboard's ``_QuietServer``): the gateway's own stop handling keeps the
+    signals while a sign-in waits, and sse-starlette -- which finds "the" server through
+    the SIGTERM handler -- never takes this listener's close for the gateway's stop and
+    ends the gateway's SSE streams."""
+    import contextlib
+    from collections.abc import Iterator
+
+    import uvicorn
+
+    class CallbackServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return CallbackServer(config)
+
+
 def back(port: int) -> str:
     """Where the browser comes back: loopback on the gateway's machine, said (a gateway
     served over HTTP from another machine needs the port forwarded)."""

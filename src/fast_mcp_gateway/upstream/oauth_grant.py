@@ -55,6 +55,7 @@ from fast_mcp_gateway.upstream.token_grants import (
 
 logger = logging.getLogger(__name__)
 
+RECHECK = 2.0  # seconds between reads of a signed-out server's row (``wait_signed_in``)
 _REFUSED = frozenset({"invalid_grant", "invalid_client", "unauthorized_client"})
 """The OAuth error codes (RFC 6749 5.2) that say the sign-in is dead: only these sign
 out.  Any other answer -- a proxy's page, an empty body, another code, 5xx -- is a
@@ -283,3 +284,33 @@ class RefreshGrant:
                     f" (valid {token.lifetime:.0f} s)" if token.lifetime else "")
         return Token(access=token.access, expires_at=token.expires_at,
                      lifetime=token.lifetime, refresh=refresh)
+
+
+async def wait_signed_in(server: str, required: SignInRequired, wake: anyio.Event) -> None:
+    """Until a sign-in of ``server`` is stored (here, or by another process: the row is
+    read every ``RECHECK`` seconds), or ``wake`` (a reconnect, disable, stop)."""
+    event = required.signed_in if isinstance(required.signed_in, anyio.Event) else None
+    book = BOOK.get()
+    while not wake.is_set() and not (event is not None and event.is_set()):
+        with anyio.move_on_after(RECHECK):
+            async with anyio.create_task_group() as tg:
+                for waited in (wake, event):
+                    if waited is not None:
+                        tg.start_soon(_then_cancel, waited, tg.cancel_scope)
+        if book is not None and await _stored(book, server, required.seen):
+            return
+
+
+async def _then_cancel(event: anyio.Event, scope: anyio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
+
+
+async def _stored(book: CredentialBook, server: str, seen: float | None) -> bool:
+    """Whether a sign-in is stored, other than the one stored at ``seen`` (did not count)."""
+    try:
+        found = await book.load(server)
+    except Exception:  # noqa: BLE001 - the store away or a key missing: still signed out
+        return False
+    return found is not None and found[0].updated_at != seen and \
+        bool((found[1].get("tokens") or {}).get("access_token"))

@@ -15,8 +15,8 @@ tokens, the registered client and the endpoints are then stored sealed
 returns the pending one's URL.  A flow not completed in ``FLOW_SECONDS`` ends.
 
 Never on a request path: a replica without a usable sign-in is ``signed_out``
-(``wait_signed_in``): no connect attempts, no failures counted, until a sign-in is
-stored here or -- read from the store every ``RECHECK`` seconds while it waits -- by
+(``oauth_grant.wait_signed_in``): no connect attempts, no failures counted, until a sign-in is
+stored here or -- read from the store every ``oauth_grant.RECHECK`` s while it waits -- by
 another process (``mcp-gateway login``) or gateway.
 
 The SDK's own texts (a state mismatch quotes both states, a refused token exchange the
@@ -53,6 +53,7 @@ from fast_mcp_gateway.upstream.oauth_grant import (
     changed_settings,
     signed_in_under,
 )
+from fast_mcp_gateway.upstream.oauth_grant import wait_signed_in as wait_signed_in
 from fast_mcp_gateway.upstream.sign_in_page import (
     CALLBACK_PATH,
     callback_app,
@@ -66,7 +67,6 @@ from fast_mcp_gateway.upstream.token_grants import origin_client, same_issuer
 logger = logging.getLogger(__name__)
 
 FLOW_SECONDS = 600.0
-RECHECK = 2.0
 _PROBE = {"jsonrpc": "2.0", "id": 0, "method": "ping"}
 _PROBE_HEADERS = {"accept": "application/json, text/event-stream",
                   "mcp-protocol-version": "2025-11-25"}
@@ -123,6 +123,7 @@ class _Flow:
         self._answer: tuple[str | None, str | None, str | None] = (None, None, None)
         self.expires_at = time.time() + FLOW_SECONDS
         self._provider: Any = None  # the SDK's OAuthClientProvider, while it runs
+        self.scope = anyio.CancelScope()  # ``SignIns.end``: its server was removed
 
     @property
     def pending(self) -> Pending:
@@ -284,9 +285,11 @@ class SignIns:
         self.bind()
         if manager is not None:
             _BY_FLEET[manager] = self
+            manager.on_removed(self.end)
         self.port: int = settings.oauth_callback_port
         self._manager = manager
         self._flows: dict[str, _Flow] = {}
+        self._ended: dict[str, _Flow] = {}  # flows of removed servers, by state (the page)
         self._tg: anyio.abc.TaskGroup | None = None
         self._listener: Any = None  # the callback's uvicorn server while flows wait
         self._listener_done: anyio.Event | None = None
@@ -366,9 +369,24 @@ class SignIns:
             return flow.error
         return None
 
+    def end(self, server: str) -> None:
+        """``server`` was removed (``gateway_remove_server``, a reload): its pending
+        sign-in ends; a person coming back with its link is told so (while the listener
+        serves another flow)."""
+        flow = self._flows.get(server)
+        if flow is None or flow.done.is_set():
+            return
+        flow.error = flow._fail(f"server '{server}' was removed from this gateway while "
+                                "its sign-in waited; add it again to sign in to it")
+        if flow.state is not None:
+            self._ended = {**dict(list(self._ended.items())[-15:]), flow.state: flow}
+        flow.scope.cancel()
+        logger.info("upstream %s: removed: its pending sign-in ended", server)
+
     async def _run(self, flow: _Flow) -> None:
         try:
-            await flow.run(self.book)
+            with flow.scope:
+                await flow.run(self.book)
         finally:
             if self._flows.get(flow.server) is flow:
                 del self._flows[flow.server]
@@ -414,7 +432,7 @@ class SignIns:
         for flow in self._flows.values():
             if flow.state is not None and flow.state == state and not flow.done.is_set():
                 return flow
-        return None
+        return self._ended.get(state) if state else None
 
     async def sign_out(self, server: str) -> bool:
         """Forget ``server``'s sign-in (revoked at its authorization server first, best
@@ -454,33 +472,3 @@ def forget_removed(fleet: Any, server: str) -> None:
     it is signed out (its row went with it)."""
     sign_ins = current_sign_ins(fleet)
     forget_tokens(server, sign_ins.book if sign_ins is not None else BOOK.get())
-
-
-async def wait_signed_in(server: str, required: SignInRequired, wake: anyio.Event) -> None:
-    """Until a sign-in of ``server`` is stored (here, or by another process: the row is
-    read every ``RECHECK`` seconds), or ``wake`` (a reconnect, disable, stop)."""
-    event = required.signed_in if isinstance(required.signed_in, anyio.Event) else None
-    book = BOOK.get()
-    while not wake.is_set() and not (event is not None and event.is_set()):
-        with anyio.move_on_after(RECHECK):
-            async with anyio.create_task_group() as tg:
-                for waited in (wake, event):
-                    if waited is not None:
-                        tg.start_soon(_then_cancel, waited, tg.cancel_scope)
-        if book is not None and await _stored(book, server, required.seen):
-            return
-
-
-async def _then_cancel(event: anyio.Event, scope: anyio.CancelScope) -> None:
-    await event.wait()
-    scope.cancel()
-
-
-async def _stored(book: CredentialBook, server: str, seen: float | None) -> bool:
-    """Whether a sign-in is stored, other than the one stored at ``seen`` (did not count)."""
-    try:
-        found = await book.load(server)
-    except Exception:  # noqa: BLE001 - the store away or a key missing: still signed out
-        return False
-    return found is not None and found[0].updated_at != seen and \
-        bool((found[1].get("tokens") or {}).get("access_token"))

@@ -1,7 +1,8 @@
 """A server with ``auth: {type: oauth}`` behind a private CA (its ``tls: {ca_file}``):
 the sign-in's probe of its URL, the discovery, registration and token exchange at its
 authorization server on the same host, and the refresh after, all trust that CA
-(``token_grants.origin_client``) as the MCP session does -- before, they used the
+(``token_grants.origin_client``) as the MCP session does, and so does the revocation
+at the sign-out -- before, they used the
 default trust and the sign-in failed ("cannot reach").  Real loopback authorization
 server and protected MCP server served over https with a certificate of a CA made here
 (tests/test_upstream_tls.py's ``Authority``).
@@ -28,7 +29,8 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_a_sign_in_and_its_refresh_trust_the_servers_private_ca(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)  # only tls: trusts the CA
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
     ca = Authority(tmp_path / "ca", "Private CA")
@@ -54,3 +56,8 @@ async def test_a_sign_in_and_its_refresh_trust_the_servers_private_ca(
             assert (await client.call_tool("tickets_add", {"a": 2, "b": 2})).data == 4
             assert set(provider.access_tokens) - first  # refreshed through the CA
             assert replica(gw).state is UpstreamState.READY
+            await client.call_tool("gateway_sign_out", {"name": "tickets"})
+            # The revocation reached the server through the CA (the SDK's refuses to
+            # revoke for a public client: 400), not "cannot revoke (ConnectError)".
+            assert "/revoke answered HTTP 400" in caplog.text, caplog.text
+            assert "cannot revoke" not in caplog.text

@@ -442,7 +442,9 @@ class SignIns:
         except Exception:  # noqa: BLE001 - a row that does not open is deleted all the same
             found = None
         if found is not None:
-            await revoke(server, *found)
+            running = self._manager is not None and server in self._manager.services
+            await revoke(server, *found, self._manager.get(server).config.tls if running
+                         else None)
         gone = await self.book.forget(server) > 0
         # A session held lets its calls in flight finish; new calls are told these words.
         forget_tokens(server, self.book, SignInRequired(

@@ -21,8 +21,9 @@ import anyio
 import httpx2
 
 from fast_mcp_gateway.config.upstream_auth import endpoint_problem
+from fast_mcp_gateway.errors import SignInFailed
 from fast_mcp_gateway.store.credentials import StoredCredential
-from fast_mcp_gateway.upstream.token_grants import TOKEN_TIMEOUT, error_code
+from fast_mcp_gateway.upstream.token_grants import TOKEN_TIMEOUT, error_code, origin_client
 
 logger = logging.getLogger(__name__)
 
@@ -139,9 +140,11 @@ def callback_app(find: Callable[[str], Any]) -> Any:
     return Starlette(routes=[Route(CALLBACK_PATH, callback)])
 
 
-async def revoke(server: str, row: StoredCredential, secrets: dict[str, Any]) -> None:
+async def revoke(server: str, row: StoredCredential, secrets: dict[str, Any],
+                 tls: Any = None) -> None:
     """RFC 7009 at ``row.revocation_endpoint``, when it has one: best effort (a failure is
-    logged without values; the sign-in is forgotten all the same)."""
+    logged without values; the sign-in is forgotten all the same).  ``tls``: the
+    server's, for an authorization server on its host (``origin_client``)."""
     endpoint = row.revocation_endpoint
     tokens, client = secrets.get("tokens") or {}, secrets.get("client") or {}
     token = tokens.get("refresh_token") or tokens.get("access_token")
@@ -158,11 +161,11 @@ async def revoke(server: str, row: StoredCredential, secrets: dict[str, Any]) ->
     elif secret:
         form["client_secret"] = secret
     try:
-        async with httpx2.AsyncClient(timeout=TOKEN_TIMEOUT) as http:
+        async with origin_client(server, row.resource, tls, timeout=TOKEN_TIMEOUT) as http:
             answer = await http.post(endpoint, data=form, auth=basic)
         if answer.status_code != 200:
             logger.warning("upstream %s: revoking its token at %s answered HTTP %d",
                            server, endpoint, answer.status_code)
-    except httpx2.HTTPError as exc:
+    except (httpx2.HTTPError, SignInFailed) as exc:
         logger.warning("upstream %s: cannot revoke its token at %s (%s)", server, endpoint,
                        type(exc).__name__)

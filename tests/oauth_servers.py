@@ -122,11 +122,13 @@ def protected_server(issuer: Issuer, gate: Gate | None = None) -> FastMCP[Any]:
 
 
 @contextlib.asynccontextmanager
-async def issuer_and_upstream(issuer: Issuer, gate: Gate | None = None
+async def issuer_and_upstream(issuer: Issuer, gate: Gate | None = None,
+                              fault: TokenFault | None = None
                               ) -> AsyncIterator[tuple[str, str]]:
     """Serve ``issuer`` and a protected upstream on 127.0.0.1; yield (issuer base URL,
-    the upstream's MCP URL)."""
-    async with serve_http(issuer.app(), startup=False) as as_base, \
+    the upstream's MCP URL).  ``fault`` stands in front of its token endpoint."""
+    app = issuer.app()
+    async with serve_http(fault.around(app) if fault else app, startup=False) as as_base, \
             serve_http(protected_server(issuer, gate).http_app(path="/mcp"),
                        startup=False) as up_base:
         issuer.base = as_base
@@ -135,14 +137,20 @@ async def issuer_and_upstream(issuer: Issuer, gate: Gate | None = None
 
 class TokenFault:
     """What the token endpoint answers instead of itself while ``answer`` is set (a
-    proxy's page, an empty body): (status, content type, body); ``seen`` counts them."""
+    proxy's page, an empty body): (status, content type, body); ``seen`` counts them.
+    ``published`` overrides fields of its RFC 8414 metadata (an endpoint it names)."""
 
     def __init__(self) -> None:
         self.answer: tuple[int, str, bytes] | None = None
         self.seen = 0
+        self.published: dict[str, str] = {}
 
     def around(self, app: Any) -> Any:
         async def asgi(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http" and self.published and scope["path"].startswith(
+                    "/.well-known/oauth-authorization-server"):
+                await self._metadata(app, scope, receive, send)
+                return
             if scope["type"] == "http" and scope["path"] == "/token" \
                     and self.answer is not None:
                 self.seen += 1
@@ -152,15 +160,32 @@ class TokenFault:
             await app(scope, receive, send)
         return asgi
 
+    async def _metadata(self, app: Any, scope: Any, receive: Any, send: Any) -> None:
+        import json
+
+        sent: list[Any] = []
+
+        async def keep(message: Any) -> None:
+            sent.append(message)
+
+        await app(scope, receive, keep)
+        start = sent[0]
+        data = {**json.loads(b"".join(m.get("body", b"") for m in sent[1:])),
+                **self.published}
+        await Response(json.dumps(data).encode(), start["status"],
+                       media_type="application/json")(scope, receive, send)
+
 
 @contextlib.asynccontextmanager
-async def signing_upstream(gate: Gate | None = None, fault: TokenFault | None = None
+async def signing_upstream(gate: Gate | None = None, fault: TokenFault | None = None,
+                           tls: tuple[Any, Any] | None = None
                            ) -> AsyncIterator[tuple[Any, str]]:
     """A FastMCP server behind fastmcp's in-memory authorization server (RFC 9728/8414
     metadata, dynamic registration, ``/authorize`` approving at once, PKCE, refresh),
     on 127.0.0.1; yield (its ``InMemoryOAuthProvider``, its MCP URL).  Its tool ``hold``
     waits on ``gate`` (a call in flight, held by the test); ``fault`` stands in front of
-    its token endpoint."""
+    its token endpoint; ``tls`` (a certificate and its key files) serves both over
+    https."""
     import socket
 
     import uvicorn
@@ -170,7 +195,7 @@ async def signing_upstream(gate: Gate | None = None, fault: TokenFault | None = 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    base = f"{'https' if tls else 'http'}://127.0.0.1:{sock.getsockname()[1]}"
     provider = InMemoryOAuthProvider(base_url=base, client_registration_options=(
         ClientRegistrationOptions(enabled=True, valid_scopes=["read"], default_scopes=["read"])),
         revocation_options=RevocationOptions(enabled=True), required_scopes=["read"])
@@ -192,7 +217,9 @@ async def signing_upstream(gate: Gate | None = None, fault: TokenFault | None = 
     app = mcp.http_app(path="/mcp")
     server = uvicorn.Server(uvicorn.Config(fault.around(app) if fault else app,
                                            log_level="warning", log_config=None,
-                                           lifespan="on"))
+                                           lifespan="on", **({} if tls is None else {
+                                               "ssl_certfile": str(tls[0]),
+                                               "ssl_keyfile": str(tls[1])})))
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve, [sock])
         try:
@@ -202,12 +229,13 @@ async def signing_upstream(gate: Gate | None = None, fault: TokenFault | None = 
     sock.close()
 
 
-async def person_signs_in(url: str) -> Any:
+async def person_signs_in(url: str, verify: Any = True) -> Any:
     """What a person's browser does with a sign-in link: the authorization server
-    approves at once and redirects to the gateway's callback, which answers a page."""
+    approves at once and redirects to the gateway's callback, which answers a page
+    (``verify``: the browser's trust, for an authorization server under a private CA)."""
     import httpx2
 
-    async with httpx2.AsyncClient(timeout=60) as http:
+    async with httpx2.AsyncClient(timeout=60, verify=verify) as http:
         approved = await http.get(url, follow_redirects=False)
         assert approved.status_code in (302, 303, 307), approved.status_code
         return await http.get(approved.headers["location"], follow_redirects=False)

@@ -11,7 +11,7 @@ import anyio
 import pytest
 from fastmcp.exceptions import ToolError
 
-from fast_mcp_gateway.upstream import sign_in as sign_in_module
+from fast_mcp_gateway.upstream import oauth_grant
 from fast_mcp_gateway.upstream.model import UpstreamState
 from fast_mcp_gateway.upstream.oauth_grant import CredentialBook, RefreshGrant
 from tests.fixtures import until
@@ -91,7 +91,7 @@ async def test_a_server_added_at_runtime_waits_for_its_sign_in(tmp_path: Path) -
 async def test_a_reload_changing_auth_or_url_does_not_use_the_old_sign_in(
         tmp_path: Path, caplog: pytest.LogCaptureFixture,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sign_in_module, "RECHECK", 0.02)
+    monkeypatch.setattr(oauth_grant, "RECHECK", 0.02)
     loads = 0
     load = CredentialBook.load
 

@@ -62,10 +62,17 @@ def test_an_admin_signs_a_server_in_from_the_dashboard(
                 card = viewer.locator("article[data-server=tickets]")
                 expect(card.locator(".badge.state")).to_have_text("signed_out")
                 expect(card.get_by_role("button", name="Sign in to tickets")).to_have_count(0)
+                said = card.locator("p.error")  # the tool and the CLI only: no button here
+                expect(said).to_contain_text("call the gateway_sign_in tool with server")
+                expect(said).not_to_contain_text("Sign in button")
 
                 page = _log_in(browser, base, OPS)
                 card = page.locator("article[data-server=tickets]")
                 expect(card.locator(".badge.state")).to_have_text("signed_out")
+                expect(card.locator("p.error")).to_contain_text(  # an admin: the button too
+                    "press the Sign in button on its page (/ui/servers/tickets), or call "
+                    "the gateway_sign_in tool with server 'tickets', or run 'mcp-gateway "
+                    "login tickets'")
                 card.get_by_role("button", name="Sign in to tickets").click()
                 expect(page).to_have_url(re.compile(r"/ui/servers/tickets/sign-in$"))
                 expect(page.locator("#server-state")).to_have_text("signed_out")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -135,7 +136,11 @@ class Ui:
                 return f"the {button} button under Actions on its page ({at})"
             return f"ask an admin (the {button} button on its page, {at})"
 
-        return reword_remedies(text, words)
+        text = reword_remedies(text, words)
+        if viewer is None or not viewer.admin or read_only:
+            return text  # no Sign in button for them: the tool and the CLI
+        return _SIGN_IN.sub(lambda found: f"press the Sign in button on its page ({base}"
+                            f"/servers/{quote(found[1], safe='')}), or {found[0]}", text)
 
     @pass_context
     def _for_dashboard(self, context: Context, text: str | None) -> str | None:
@@ -259,6 +264,8 @@ _SECURITY_HEADERS = {
 
 
 _BUTTONS = {"enable": "Enable", "restart": "Restart / reconnect"}  # server.html's labels
+_SIGN_IN = re.compile(r"call the gateway_sign_in tool(?: with server '[^']+',)? or run "
+                      r"'mcp-gateway login ([^'\s]+)'")  # ``SignInRequired``'s remedies
 
 
 def _ms(value: float | None) -> str:

@@ -30,7 +30,7 @@ import logging
 import time
 import weakref
 from collections.abc import AsyncGenerator, Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import httpx2
@@ -220,18 +220,20 @@ def bearer_for(config: ServerConfig) -> BearerAuth | None:
     if slot is None:
         for old in [k for k in slots if k[0] == config.name and k[1] != auth]:
             del slots[old]  # the server's earlier settings: their token is dropped
-        slot = slots[key] = TokenSlot(config.name, _grant(config.name, auth, config.url))
+        slot = slots[key] = TokenSlot(config.name, _grant(config.name, auth, config.url,
+                                                          config.tls))
     return BearerAuth(slot)
 
 
-def _grant(server: str, auth: UpstreamAuth, url: str) -> Grant:
+def _grant(server: str, auth: UpstreamAuth, url: str, tls: Any) -> Grant:
+    """(``tls``: the server's, for an authorization server on its host.)"""
     if auth.type == "client_credentials":
         from fast_mcp_gateway.upstream.token_grants import ClientCredentialsGrant
 
-        return ClientCredentialsGrant(server, auth, url)
+        return ClientCredentialsGrant(server, auth, url, tls=tls)
     from fast_mcp_gateway.upstream.oauth_grant import RefreshGrant
 
-    return RefreshGrant(server, url, auth)
+    return RefreshGrant(server, url, auth, tls=tls)
 
 
 def forget_tokens(server: str, book: CredentialBook | None,

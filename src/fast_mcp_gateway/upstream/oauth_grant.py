@@ -44,15 +44,22 @@ from fast_mcp_gateway.store.credentials import (
 )
 from fast_mcp_gateway.store.sealing import CredentialSeal, SealBroken, credential_keys
 from fast_mcp_gateway.telemetry.redaction import CALLERS
-from fast_mcp_gateway.upstream.token_grants import TOKEN_TIMEOUT, Token, error_code, token_of
+from fast_mcp_gateway.upstream.token_grants import (
+    TOKEN_TIMEOUT,
+    Token,
+    error_code,
+    origin_client,
+    quoted_answer,
+    token_of,
+)
 
 logger = logging.getLogger(__name__)
 
+RECHECK = 2.0  # seconds between reads of a signed-out server's row (``wait_signed_in``)
 _REFUSED = frozenset({"invalid_grant", "invalid_client", "unauthorized_client"})
 """The OAuth error codes (RFC 6749 5.2) that say the sign-in is dead: only these sign
 out.  Any other answer -- a proxy's page, an empty body, another code, 5xx -- is a
 transient failure: the tokens are kept and the refresh tried again."""
-_SHOWN = 60  # characters of an answer that is no token, quoted (masked) in the error
 
 
 class CredentialBook:
@@ -141,24 +148,12 @@ def changed_settings(stored: Any, now: dict[str, Any]) -> list[str]:
     return [name for name, value in now.items() if stored.get(name) != value]
 
 
-def _quoted(response: httpx2.Response) -> str:
-    """The first characters of an answer that is no token (secrets masked)."""
-    from fast_mcp_gateway.telemetry.redaction import mask_text
-
-    text = " ".join(response.content[:_SHOWN * 4].decode(errors="replace").split())
-    if not text:
-        return "an empty body"
-    kind = response.headers.get("content-type", "").partition(";")[0].strip() or "no type"
-    text = mask_text(text)  # before the cut: a secret cut short would not match
-    return f"{kind}: {text[:_SHOWN]!r}{'...' if len(text) > _SHOWN else ''}"
-
-
 class RefreshGrant:
     """A person's sign-in of one server, as a ``TokenSlot``'s grant (module docstring)."""
 
     def __init__(self, server: str, url: str, auth: Any,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.server, self.url, self._clock = server, url, clock
+                 clock: Callable[[], float] = time.time, tls: Any = None) -> None:
+        self.server, self.url, self._clock, self.tls = server, url, clock, tls
         self.settings = signed_in_under(url, auth)
         self.client_id, self.client_secret = auth.client_id, auth.client_secret
 
@@ -244,7 +239,8 @@ class RefreshGrant:
         elif secret:
             form["client_secret"] = secret
         try:
-            async with httpx2.AsyncClient(timeout=TOKEN_TIMEOUT, follow_redirects=False) as http:
+            async with origin_client(self.server, self.url, self.tls, timeout=TOKEN_TIMEOUT,
+                                     follow_redirects=False) as http:
                 response = await http.post(endpoint, data=form, auth=basic,
                                            headers={"accept": "application/json"})
         except httpx2.HTTPError as exc:
@@ -275,7 +271,7 @@ class RefreshGrant:
             raise SignInFailed(
                 self.server, f"its authorization server at {endpoint} answered HTTP "
                 f"{response.status_code} to a refresh, not a token "
-                f"({f'error {code}' if code else _quoted(response)}); the sign-in is kept "
+                f"({f'error {code}' if code else quoted_answer(response)}); the sign-in is kept "
                 "and the gateway tries again", retryable=True)
         refresh = token.refresh or tokens["refresh_token"]  # RFC 6749 6: may keep the old
         await book.save(
@@ -288,3 +284,33 @@ class RefreshGrant:
                     f" (valid {token.lifetime:.0f} s)" if token.lifetime else "")
         return Token(access=token.access, expires_at=token.expires_at,
                      lifetime=token.lifetime, refresh=refresh)
+
+
+async def wait_signed_in(server: str, required: SignInRequired, wake: anyio.Event) -> None:
+    """Until a sign-in of ``server`` is stored (here, or by another process: the row is
+    read every ``RECHECK`` seconds), or ``wake`` (a reconnect, disable, stop)."""
+    event = required.signed_in if isinstance(required.signed_in, anyio.Event) else None
+    book = BOOK.get()
+    while not wake.is_set() and not (event is not None and event.is_set()):
+        with anyio.move_on_after(RECHECK):
+            async with anyio.create_task_group() as tg:
+                for waited in (wake, event):
+                    if waited is not None:
+                        tg.start_soon(_then_cancel, waited, tg.cancel_scope)
+        if book is not None and await _stored(book, server, required.seen):
+            return
+
+
+async def _then_cancel(event: anyio.Event, scope: anyio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
+
+
+async def _stored(book: CredentialBook, server: str, seen: float | None) -> bool:
+    """Whether a sign-in is stored, other than the one stored at ``seen`` (did not count)."""
+    try:
+        found = await book.load(server)
+    except Exception:  # noqa: BLE001 - the store away or a key missing: still signed out
+        return False
+    return found is not None and found[0].updated_at != seen and \
+        bool((found[1].get("tokens") or {}).get("access_token"))

@@ -15,8 +15,8 @@ tokens, the registered client and the endpoints are then stored sealed
 returns the pending one's URL.  A flow not completed in ``FLOW_SECONDS`` ends.
 
 Never on a request path: a replica without a usable sign-in is ``signed_out``
-(``wait_signed_in``): no connect attempts, no failures counted, until a sign-in is
-stored here or -- read from the store every ``RECHECK`` seconds while it waits -- by
+(``oauth_grant.wait_signed_in``): no connect attempts, no failures counted, until a sign-in is
+stored here or -- read from the store every ``oauth_grant.RECHECK`` s while it waits -- by
 another process (``mcp-gateway login``) or gateway.
 
 The SDK's own texts (a state mismatch quotes both states, a refused token exchange the
@@ -53,18 +53,20 @@ from fast_mcp_gateway.upstream.oauth_grant import (
     changed_settings,
     signed_in_under,
 )
+from fast_mcp_gateway.upstream.oauth_grant import wait_signed_in as wait_signed_in
 from fast_mcp_gateway.upstream.sign_in_page import (
     CALLBACK_PATH,
     callback_app,
+    callback_server,
+    discovered_problem,
     quiet_protocol,
     revoke,
 )
-from fast_mcp_gateway.upstream.token_grants import same_issuer
+from fast_mcp_gateway.upstream.token_grants import origin_client, same_issuer
 
 logger = logging.getLogger(__name__)
 
 FLOW_SECONDS = 600.0
-RECHECK = 2.0
 _PROBE = {"jsonrpc": "2.0", "id": 0, "method": "ping"}
 _PROBE_HEADERS = {"accept": "application/json, text/event-stream",
                   "mcp-protocol-version": "2025-11-25"}
@@ -121,6 +123,7 @@ class _Flow:
         self._answer: tuple[str | None, str | None, str | None] = (None, None, None)
         self.expires_at = time.time() + FLOW_SECONDS
         self._provider: Any = None  # the SDK's OAuthClientProvider, while it runs
+        self.scope = anyio.CancelScope()  # ``SignIns.end``: its server was removed
 
     @property
     def pending(self) -> Pending:
@@ -134,12 +137,20 @@ class _Flow:
         """The SDK's redirect handler: check the issuer, publish the URL."""
         expected = self.config.auth.issuer if self.config.auth else None
         meta = self._provider.context.oauth_metadata
+        await self.check_endpoints(None)
         if expected and (meta is None or not same_issuer(str(meta.issuer), expected)):
             raise self._fail(f"its authorization server is not auth.issuer {expected!r}; "
                              "check auth.issuer (the client secret is only sent there)")
         self.state = parse_qs(urlsplit(url).query).get("state", [""])[0] or None
         self.url = url
         self.published.set()
+
+    async def check_endpoints(self, request: Any) -> None:
+        """Before each request of the flow (an httpx hook) and the link: the endpoints
+        its authorization server's metadata names, once discovered, are https."""
+        meta = self._provider.context.oauth_metadata if self._provider else None
+        if (problem := discovered_problem(meta)) is not None:
+            raise self._fail(problem)
 
     async def callback(self) -> Any:
         """The SDK's callback handler: the person's browser came back."""
@@ -173,7 +184,9 @@ class _Flow:
             storage, self.redirect, self.callback)  # type: ignore[arg-type]
         try:
             with anyio.fail_after(FLOW_SECONDS):
-                async with httpx2.AsyncClient(auth=self._provider, timeout=30) as http:
+                async with origin_client(self.server, url, self.config.tls,
+                                         auth=self._provider, timeout=30, event_hooks={
+                                             "request": [self.check_endpoints]}) as http:
                     await http.post(url, json=_PROBE, headers=_PROBE_HEADERS)
             if storage.tokens is None:
                 raise self._fail(f"{mask_text(url)} did not ask for a sign-in (no 401); "
@@ -272,9 +285,11 @@ class SignIns:
         self.bind()
         if manager is not None:
             _BY_FLEET[manager] = self
+            manager.on_removed(self.end)
         self.port: int = settings.oauth_callback_port
         self._manager = manager
         self._flows: dict[str, _Flow] = {}
+        self._ended: dict[str, _Flow] = {}  # flows of removed servers, by state (the page)
         self._tg: anyio.abc.TaskGroup | None = None
         self._listener: Any = None  # the callback's uvicorn server while flows wait
         self._listener_done: anyio.Event | None = None
@@ -354,9 +369,24 @@ class SignIns:
             return flow.error
         return None
 
+    def end(self, server: str) -> None:
+        """``server`` was removed (``gateway_remove_server``, a reload): its pending
+        sign-in ends; a person coming back with its link is told so (while the listener
+        serves another flow)."""
+        flow = self._flows.get(server)
+        if flow is None or flow.done.is_set():
+            return
+        flow.error = flow._fail(f"server '{server}' was removed from this gateway while "
+                                "its sign-in waited; add it again to sign in to it")
+        if flow.state is not None:
+            self._ended = {**dict(list(self._ended.items())[-15:]), flow.state: flow}
+        flow.scope.cancel()
+        logger.info("upstream %s: removed: its pending sign-in ended", server)
+
     async def _run(self, flow: _Flow) -> None:
         try:
-            await flow.run(self.book)
+            with flow.scope:
+                await flow.run(self.book)
         finally:
             if self._flows.get(flow.server) is flow:
                 del self._flows[flow.server]
@@ -384,7 +414,7 @@ class SignIns:
         # No log_level (uvicorn would set its loggers' levels process-wide: an app
         # serving the gateway at INFO lost its access log) and no access lines (the
         # callback's URL holds the code and state): ``quiet_protocol``.
-        listener = self._listener = uvicorn.Server(uvicorn.Config(
+        listener = self._listener = callback_server(uvicorn.Config(
             callback_app(self._by_state), log_level=None, log_config=None,
             lifespan="off", http=quiet_protocol()))
         done = self._listener_done = anyio.Event()
@@ -402,7 +432,7 @@ class SignIns:
         for flow in self._flows.values():
             if flow.state is not None and flow.state == state and not flow.done.is_set():
                 return flow
-        return None
+        return self._ended.get(state) if state else None
 
     async def sign_out(self, server: str) -> bool:
         """Forget ``server``'s sign-in (revoked at its authorization server first, best
@@ -412,7 +442,9 @@ class SignIns:
         except Exception:  # noqa: BLE001 - a row that does not open is deleted all the same
             found = None
         if found is not None:
-            await revoke(server, *found)
+            running = self._manager is not None and server in self._manager.services
+            await revoke(server, *found, self._manager.get(server).config.tls if running
+                         else None)
         gone = await self.book.forget(server) > 0
         # A session held lets its calls in flight finish; new calls are told these words.
         forget_tokens(server, self.book, SignInRequired(
@@ -442,33 +474,3 @@ def forget_removed(fleet: Any, server: str) -> None:
     it is signed out (its row went with it)."""
     sign_ins = current_sign_ins(fleet)
     forget_tokens(server, sign_ins.book if sign_ins is not None else BOOK.get())
-
-
-async def wait_signed_in(server: str, required: SignInRequired, wake: anyio.Event) -> None:
-    """Until a sign-in of ``server`` is stored (here, or by another process: the row is
-    read every ``RECHECK`` seconds), or ``wake`` (a reconnect, disable, stop)."""
-    event = required.signed_in if isinstance(required.signed_in, anyio.Event) else None
-    book = BOOK.get()
-    while not wake.is_set() and not (event is not None and event.is_set()):
-        with anyio.move_on_after(RECHECK):
-            async with anyio.create_task_group() as tg:
-                for waited in (wake, event):
-                    if waited is not None:
-                        tg.start_soon(_then_cancel, waited, tg.cancel_scope)
-        if book is not None and await _stored(book, server, required.seen):
-            return
-
-
-async def _then_cancel(event: anyio.Event, scope: anyio.CancelScope) -> None:
-    await event.wait()
-    scope.cancel()
-
-
-async def _stored(book: CredentialBook, server: str, seen: float | None) -> bool:
-    """Whether a sign-in is stored, other than the one stored at ``seen`` (did not count)."""
-    try:
-        found = await book.load(server)
-    except Exception:  # noqa: BLE001 - the store away or a key missing: still signed out
-        return False
-    return found is not None and found[0].updated_at != seen and \
-        bool((found[1].get("tokens") or {}).get("access_token"))

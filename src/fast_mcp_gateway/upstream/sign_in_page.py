@@ -20,8 +20,10 @@ from urllib.parse import quote
 import anyio
 import httpx2
 
+from fast_mcp_gateway.config.upstream_auth import endpoint_problem
+from fast_mcp_gateway.errors import SignInFailed
 from fast_mcp_gateway.store.credentials import StoredCredential
-from fast_mcp_gateway.upstream.token_grants import TOKEN_TIMEOUT, error_code
+from fast_mcp_gateway.upstream.token_grants import TOKEN_TIMEOUT, error_code, origin_client
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +41,25 @@ def valid_for(expires_at: float, now: float) -> str:
     return f"expires in {math.ceil(left / 60)} min, at {until}"
 
 
+_DISCOVERED = ("token_endpoint", "authorization_endpoint", "registration_endpoint",
+               "revocation_endpoint")
+
+
+def discovered_problem(meta: Any) -> str | None:
+    """Why an endpoint an authorization server's metadata names (RFC 8414, found through
+    RFC 9728: not configured, so not checked at load) may not be used, or None: each must
+    be https:// (http:// only on loopback) -- the code, the client's secret and the
+    tokens travel to them, the person's browser to the authorization endpoint."""
+    for name in _DISCOVERED if meta is not None else ():
+        value = getattr(meta, name, None)
+        if value is not None and (problem := endpoint_problem(str(value))) is not None:
+            return (f"its authorization server's metadata ({meta.issuer}) names a "
+                    f"{name.replace('_', ' ')} ({name}) that is not https: {problem}; have "
+                    "the authorization server publish https:// endpoints (its public URL "
+                    "behind TLS): nothing was sent there")
+    return None
+
+
 def quiet_protocol() -> Any:
     """uvicorn's h11 protocol writing no access line (the callback's query holds the
     code and state), without touching the process's ``uvicorn.access`` logger (uvicorn's
@@ -51,6 +72,25 @@ def quiet_protocol() -> Any:
             self.access_log = False
 
     return Quiet
+
+
+def callback_server(config: Any) -> Any:
+    """The callback listener's uvicorn server, without uvicorn's SIGINT/SIGTERM handlers
+    (as the dashboard's ``_QuietServer``): the gateway's own stop handling keeps the
+    signals while a sign-in waits, and sse-starlette -- which finds "the" server through
+    the SIGTERM handler -- never takes this listener's close for the gateway's stop and
+    ends the gateway's SSE streams."""
+    import contextlib
+    from collections.abc import Iterator
+
+    import uvicorn
+
+    class CallbackServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return CallbackServer(config)
 
 
 def back(port: int) -> str:
@@ -100,13 +140,18 @@ def callback_app(find: Callable[[str], Any]) -> Any:
     return Starlette(routes=[Route(CALLBACK_PATH, callback)])
 
 
-async def revoke(server: str, row: StoredCredential, secrets: dict[str, Any]) -> None:
+async def revoke(server: str, row: StoredCredential, secrets: dict[str, Any],
+                 tls: Any = None) -> None:
     """RFC 7009 at ``row.revocation_endpoint``, when it has one: best effort (a failure is
-    logged without values; the sign-in is forgotten all the same)."""
+    logged without values; the sign-in is forgotten all the same).  ``tls``: the
+    server's, for an authorization server on its host (``origin_client``)."""
     endpoint = row.revocation_endpoint
     tokens, client = secrets.get("tokens") or {}, secrets.get("client") or {}
     token = tokens.get("refresh_token") or tokens.get("access_token")
     if not endpoint or not token or not client.get("client_id"):
+        return
+    if endpoint_problem(endpoint) is not None:  # stored before discovered_problem: not sent
+        logger.warning("upstream %s: its token not revoked at %s: not https", server, endpoint)
         return
     kind = "refresh_token" if tokens.get("refresh_token") else "access_token"
     form = {"token": token, "token_type_hint": kind, "client_id": client["client_id"]}
@@ -116,11 +161,11 @@ async def revoke(server: str, row: StoredCredential, secrets: dict[str, Any]) ->
     elif secret:
         form["client_secret"] = secret
     try:
-        async with httpx2.AsyncClient(timeout=TOKEN_TIMEOUT) as http:
+        async with origin_client(server, row.resource, tls, timeout=TOKEN_TIMEOUT) as http:
             answer = await http.post(endpoint, data=form, auth=basic)
         if answer.status_code != 200:
             logger.warning("upstream %s: revoking its token at %s answered HTTP %d",
                            server, endpoint, answer.status_code)
-    except httpx2.HTTPError as exc:
+    except (httpx2.HTTPError, SignInFailed) as exc:
         logger.warning("upstream %s: cannot revoke its token at %s (%s)", server, endpoint,
                        type(exc).__name__)

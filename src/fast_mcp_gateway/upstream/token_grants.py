@@ -9,8 +9,11 @@ its models require what a machine-account authorization server may not publish (
 ``authorization_endpoint``).
 
 Every failure is a ``SignInFailed`` whose words name the endpoint, the HTTP status or the
-OAuth ``error`` code (a short word, checked: never the server's ``error_description`` or
-body, which may echo what was sent) and the setting to fix.  No secret is ever in them.
+OAuth ``error`` code (a short word, checked: never the server's ``error_description``,
+which may echo what was sent) and the setting to fix.  No secret is ever in them.  A 400
+or 401 with no OAuth ``error`` code (a proxy's page, an empty body) is no refusal of the
+client: transient (``retryable``), quoting the status and the answer's first characters,
+masked -- as a refresh's (``oauth_grant.py``).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ TOKEN_TIMEOUT = 15.0
 """Seconds one request to an authorization server may take (metadata or token)."""
 _ERROR_CODE = re.compile(r"^[a-z_]{1,40}$")
 _CLIENT_REFUSED = frozenset({"invalid_client", "unauthorized_client"})
+_SHOWN = 60  # characters of an answer that is no token, quoted (masked) in the error
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,6 +85,38 @@ def error_code(data: Any) -> str | None:
     return code if isinstance(code, str) and _ERROR_CODE.match(code) else None
 
 
+def quoted_answer(response: httpx2.Response) -> str:
+    """The first characters of an answer that is no token (secrets masked)."""
+    from fast_mcp_gateway.telemetry.redaction import mask_text
+
+    text = " ".join(response.content[:_SHOWN * 4].decode(errors="replace").split())
+    if not text:
+        return "an empty body"
+    kind = response.headers.get("content-type", "").partition(";")[0].strip() or "no type"
+    text = mask_text(text)  # before the cut: a secret cut short would not match
+    return f"{kind}: {text[:_SHOWN]!r}{'...' if len(text) > _SHOWN else ''}"
+
+
+def origin_client(server: str, url: str | None, tls: Any, **options: Any
+                  ) -> httpx2.AsyncClient:
+    """An httpx client for a server's OAuth requests: its ``tls:`` (a private CA, a
+    client certificate: ``config/upstream_tls.py``) for requests to its own host -- the
+    sign-in's probe of its URL, an authorization server on the same host -- the default
+    trust elsewhere (another host's authorization server is not that CA's).
+    ``SignInFailed`` when a ``tls:`` file cannot be used."""
+    from fast_mcp_gateway.config.upstream_tls import TlsFileProblem
+
+    host = urlsplit(url).hostname if tls is not None and url else None
+    if host:
+        try:
+            context = tls.context(httpx2.create_ssl_context)
+        except TlsFileProblem as exc:
+            raise SignInFailed(server, f"its tls: {exc}") from None
+        pattern = f"https://[{host}]" if ":" in host else f"https://{host}"
+        options["mounts"] = {pattern: httpx2.AsyncHTTPTransport(verify=context)}
+    return httpx2.AsyncClient(**options)
+
+
 def discovery_urls(issuer: str) -> list[str]:
     """Where ``issuer``'s metadata may be (RFC 8414 3.1, then OpenID Connect's two)."""
     parts = urlsplit(issuer)
@@ -108,9 +144,9 @@ class ClientCredentialsGrant:
     ``resource`` is the server's URL (RFC 8707: the token is for that server only)."""
 
     def __init__(self, server: str, auth: UpstreamAuth, resource: str,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, tls: Any = None) -> None:
         assert auth.client_id is not None and auth.client_secret is not None
-        self.server, self.auth, self.resource = server, auth, resource
+        self.server, self.auth, self.resource, self.tls = server, auth, resource, tls
         self._clock = clock
         self._endpoint = auth.token_url
         CALLERS.add([auth.client_secret])
@@ -120,7 +156,8 @@ class ClientCredentialsGrant:
 
     async def fetch(self, current: Token | None = None) -> Token:
         """A new token, or ``SignInFailed`` saying why not and what to fix."""
-        async with httpx2.AsyncClient(timeout=TOKEN_TIMEOUT, follow_redirects=False) as client:
+        async with origin_client(self.server, self.resource, self.tls, timeout=TOKEN_TIMEOUT,
+                                 follow_redirects=False) as client:
             endpoint = self._endpoint or await self._discover(client)
             self._endpoint = endpoint
             form = {"grant_type": "client_credentials", "resource": self.resource}
@@ -186,8 +223,17 @@ class ClientCredentialsGrant:
             data = response.json()
         except ValueError:
             data = None
+        code = error_code(data)
+        if code is None and status in (400, 401):  # a proxy's page, an empty body
+            logger.warning("upstream %s: %s answered HTTP %d with no OAuth error, not a "
+                           "token: tried again", self.server, endpoint, status)
+            raise self._fail(f"the authorization server at {endpoint} answered HTTP "
+                             f"{status} to a token request, not a token and no OAuth error "
+                             f"({quoted_answer(response)}); the gateway tries again (if it "
+                             "lasts: check auth.token_url or auth.issuer, and any proxy "
+                             "between)", True)
         if status != 200 or not isinstance(data, dict):
-            raise self._fail(self._refusal(endpoint, status, error_code(data)), status >= 500)
+            raise self._fail(self._refusal(endpoint, status, code), status >= 500)
         token = token_of(data, self._clock())
         if token is None:
             raise self._fail(f"{endpoint} answered without a Bearer access_token; check "
@@ -196,7 +242,7 @@ class ClientCredentialsGrant:
         return token
 
     def _refusal(self, endpoint: str, status: int, code: str | None) -> str:
-        if code in _CLIENT_REFUSED or (code is None and status == 401):
+        if code in _CLIENT_REFUSED:
             return (f"the authorization server ({endpoint}) refused the client "
                     f"{self.auth.client_id!r} (HTTP {status}{f', {code}' if code else ''}); "
                     "check auth.client_id and auth.client_secret, and "

@@ -68,6 +68,11 @@ async def test_check_allow_signed_out_exits_0_and_names_them(tmp_path: Path) -> 
         assert strict.returncode == 1
         (row,) = json.loads(strict.stdout)["servers"]
         assert row["sign_in"]["state"] == "signed_out"
+        assert row["status"] == "signed_out" and "needs sign-in" in row["error"]
+        # The probe's state says what the row says: no "starting -> failed" warning
+        # for a server that only waits for a person (oauth4).
+        assert b"-> failed" not in strict.stderr and b"WARNING" not in strict.stderr, \
+            strict.stderr
         allowed = await anyio.run_process(cli(*args, "--allow-signed-out"), env=env,
                                           check=False)
         assert allowed.returncode == 0, allowed.stderr

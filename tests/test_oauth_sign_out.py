@@ -75,7 +75,14 @@ async def test_logout_from_a_terminal_lets_a_call_in_flight_finish(tmp_path: Pat
                 await gate.arrived[0].wait()
                 out = await anyio.run_process(cli("logout", "tickets", "--config",
                                                   str(config), "--db", str(db)), env=env)
-                assert "'tickets' is signed out" in out.stderr.decode()
+                said = out.stderr.decode()
+                assert "'tickets' is signed out" in said
+                # The SDK's authorization server refuses to revoke for a public client
+                # (it said only "answered HTTP 400"): its code, its words, and that the
+                # sign-in is forgotten here anyway.
+                assert "was refused (HTTP 400, invalid_request: 'client_secret: Field " \
+                       "required')" in said, said
+                assert "the sign-in is forgotten here all the same" in said
                 # What an authorization server that revokes does (the SDK's refuses to
                 # revoke for a public client): the gateway's access token is refused.
                 provider.access_tokens.clear()
@@ -87,3 +94,46 @@ async def test_logout_from_a_terminal_lets_a_call_in_flight_finish(tmp_path: Pat
                 gate.release.set()
             assert answers == [0]  # the call in flight was not cut
             await state_is(gw, UpstreamState.SIGNED_OUT)
+
+
+async def test_a_refused_revocation_says_its_error_code_and_that_the_sign_in_is_gone(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A revocation endpoint answering 400 with an OAuth error: the warning quotes the
+    code and the description (masked: it echoes the token sent; on one line, cut
+    short), and says the sign-in is forgotten here anyway and the token expires by
+    itself (it said only "answered HTTP 400")."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from fast_mcp_gateway.store.credentials import StoredCredential
+    from fast_mcp_gateway.upstream.sign_in_page import revoke
+    from tests.fixtures import serve_http
+
+    refresh = "rt-" + "q" * 40
+
+    async def refuse(request: Request) -> JSONResponse:
+        token = (await request.form())["token"]
+        return JSONResponse({"error": "invalid_request", "error_description":
+                             f"token {token} is not\nknown to us " + "x" * 300}, 400)
+
+    async with serve_http(Starlette(routes=[Route("/revoke", refuse, methods=["POST"])]),
+                          startup=False) as base:
+        row = StoredCredential(
+            server="tickets", owner="", issuer=base, token_endpoint=base + "/token",
+            revocation_endpoint=base + "/revoke", resource=None, scopes=None,
+            redirect_uri=None, expires_at=None, sealed="", updated_at=0.0, updated_by="t")
+        with caplog.at_level("WARNING", "fast_mcp_gateway.upstream.sign_in_page"):
+            await revoke("tickets", row, {"tokens": {"refresh_token": refresh,
+                                                     "access_token": "at-" + "z" * 40},
+                                          "client": {"client_id": "gw"}})
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert said.startswith(f"upstream tickets: revoking its token at {base}/revoke was "
+                           "refused (HTTP 400, invalid_request: 'token *** is not known to "
+                           "us xxx"), said
+    assert refresh not in said and "q" * 10 not in said and "\n" not in said
+    assert "...'" in said and "x" * 120 not in said  # cut short
+    assert said.endswith("; the sign-in is forgotten here all the same; its token stays "
+                         "valid at the authorization server until it expires by itself (or "
+                         "revoke the gateway's access on the provider's settings page)")

@@ -17,7 +17,10 @@ import anyio
 import httpx2
 import pytest
 
+from fast_mcp_gateway.admin.alerts import ActiveAlert
+from fast_mcp_gateway.admin.models import CallRecord
 from fast_mcp_gateway.upstream.model import UpstreamState
+from fast_mcp_gateway.upstream.sign_in_status import SignInStatus
 from tests.fixtures import serve_http
 from tests.oauth_servers import person_signs_in, signing_upstream
 from tests.test_cli_login import cli
@@ -68,9 +71,29 @@ async def test_check_allow_signed_out_exits_0_and_names_them(tmp_path: Path) -> 
         assert strict.returncode == 1
         (row,) = json.loads(strict.stdout)["servers"]
         assert row["sign_in"]["state"] == "signed_out"
+        assert row["status"] == "signed_out" and "needs sign-in" in row["error"]
+        # The probe's state says what the row says: no "starting -> failed" warning
+        # for a server that only waits for a person (oauth4).
+        assert b"-> failed" not in strict.stderr and b"WARNING" not in strict.stderr, \
+            strict.stderr
         allowed = await anyio.run_process(cli(*args, "--allow-signed-out"), env=env,
                                           check=False)
         assert allowed.returncode == 0, allowed.stderr
         assert json.loads(allowed.stdout)["signed_out_allowed"] == ["tickets"]
         assert "signed out, allowed by --allow-signed-out: tickets (not connected until " \
                "signed in: 'mcp-gateway login tickets'" in allowed.stderr.decode()
+
+
+def test_expires_at_is_unix_seconds_as_the_other_times_and_the_readme_says_so() -> None:
+    """``sign_in.expires_at`` is a number of unix seconds, as every other time in the
+    status and REST outputs is (ISO 8601 strings only in a removal's or reload's
+    words); the README says which (oauth4: it did not)."""
+    said = {name: model.model_fields[field] for name, model, field in (
+        ("expires_at", SignInStatus, "expires_at"), ("started_at", CallRecord, "started_at"),
+        ("since", ActiveAlert, "since"))}
+    for name, info in said.items():
+        assert info.annotation in (float, float | None), name
+        assert "unix seconds" in (info.description or ""), name
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    assert "`expires_at` is when its access token ends (renewed before by itself), in " \
+           "unix seconds" in readme

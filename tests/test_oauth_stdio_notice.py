@@ -53,6 +53,9 @@ async def test_a_signed_out_server_is_told_to_the_stdio_host_once(tmp_path: Path
         (notice,) = warned
         assert notice.logger == "tickets.sign_in"
         text = str(notice.data)
-        assert "upstream 'tickets' is signed out and not connected" in text
-        assert "gateway_sign_in tool with server 'tickets'" in text
-        assert "mcp-gateway login tickets" in text
+        assert text == (
+            "The server 'tickets' needs someone to sign in before the gateway can connect "
+            "to it (no sign-in yet).  To sign in, call the gateway_sign_in tool "
+            "with server 'tickets' and open the link it returns, or run 'mcp-gateway "
+            "login tickets' in a terminal."), text  # plain words: no log jargon
+        assert "->" not in text and "signed_out" not in text

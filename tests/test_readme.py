@@ -143,3 +143,15 @@ def test_every_npx_command_in_the_readme_runs_without_asking() -> None:
     assert commands, "the README's npx commands are not found any more"
     asking = [c for c in commands if c.split()[1] not in ("-y", "--yes")]
     assert asking == [], "these npx commands ask before installing: add -y"
+
+
+def test_the_oauth_section_sends_a_one_shot_client_to_mcp_gateway_login() -> None:
+    """A one-shot client (the Inspector CLI, a script) calling ``gateway_sign_in`` ends
+    the stdio gateway it started, and the link with it: the README says to use
+    ``mcp-gateway login`` there (oauth4: a user trial's link stopped working)."""
+    readme = " ".join(doc.README.read_text(encoding="utf-8").split())
+    section = readme[readme.index("## Signing in to remote servers (OAuth)"):]
+    assert ("The link works only while the gateway that gave it runs: a one-shot client "
+            "(the MCP Inspector CLI, a script) that starts the gateway on stdio, calls "
+            "`gateway_sign_in` and exits ends that gateway, and the link with it") in section
+    assert "From such a client, use `mcp-gateway login linear` instead" in section

@@ -28,6 +28,7 @@ them into the MCP error a host sees; its message says what to do next.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -194,6 +195,16 @@ class SignInRequired(UpstreamUnavailable):
         super().__init__(server, f"needs sign-in ({why}): call the gateway_sign_in tool "
                          f"with server '{server}', or run 'mcp-gateway login {server}'")
         self.why, self.signed_in, self.seen = why, signed_in, seen
+
+    @staticmethod
+    def why_in(text: str | None) -> str | None:
+        """The reason a ``SignInRequired``'s words give, read back from ``text`` (a
+        state change's detail quoting them), if they are there."""
+        found = _WHY.search(text or "")
+        return found.group(1) if found else None
+
+
+_WHY = re.compile(r"needs sign-in \((.*)\): call the gateway_sign_in tool")
 
 
 class RateLimited(UpstreamError):

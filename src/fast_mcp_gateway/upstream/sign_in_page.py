@@ -1,5 +1,6 @@
 """What a person's browser meets at the end of a sign-in (``sign_in.py``): the callback
-page on 127.0.0.1, and the revocation of a sign-in at its authorization server.
+page on 127.0.0.1, and the revocation of a sign-in at its authorization server (a
+refusal logged with its OAuth error, masked, and that the sign-in is forgotten anyway).
 
 The page is guarded by the flow's ``state`` (the SDK's, 32 random bytes, single use):
 a callback with a state no pending flow has -- a stale link, a second use, another
@@ -23,6 +24,7 @@ import httpx2
 from fast_mcp_gateway.config.upstream_auth import endpoint_problem
 from fast_mcp_gateway.errors import SignInFailed
 from fast_mcp_gateway.store.credentials import StoredCredential
+from fast_mcp_gateway.telemetry.redaction import mask_text
 from fast_mcp_gateway.upstream.token_grants import TOKEN_TIMEOUT, error_code, origin_client
 
 logger = logging.getLogger(__name__)
@@ -143,8 +145,8 @@ def callback_app(find: Callable[[str], Any]) -> Any:
 async def revoke(server: str, row: StoredCredential, secrets: dict[str, Any],
                  tls: Any = None) -> None:
     """RFC 7009 at ``row.revocation_endpoint``, when it has one: best effort (a failure is
-    logged without values; the sign-in is forgotten all the same).  ``tls``: the
-    server's, for an authorization server on its host (``origin_client``)."""
+    logged without values, ``_not_revoked``; the sign-in is forgotten all the same).
+    ``tls``: the server's, for an authorization server on its host (``origin_client``)."""
     endpoint = row.revocation_endpoint
     tokens, client = secrets.get("tokens") or {}, secrets.get("client") or {}
     token = tokens.get("refresh_token") or tokens.get("access_token")
@@ -164,8 +166,32 @@ async def revoke(server: str, row: StoredCredential, secrets: dict[str, Any],
         async with origin_client(server, row.resource, tls, timeout=TOKEN_TIMEOUT) as http:
             answer = await http.post(endpoint, data=form, auth=basic)
         if answer.status_code != 200:
-            logger.warning("upstream %s: revoking its token at %s answered HTTP %d",
-                           server, endpoint, answer.status_code)
+            sent = [v for v in (*tokens.values(), secret) if isinstance(v, str)]
+            logger.warning("upstream %s: revoking its token at %s was refused (%s); %s",
+                           server, endpoint, _refusal(answer, sent), _NOT_REVOKED)
     except (httpx2.HTTPError, SignInFailed) as exc:
-        logger.warning("upstream %s: cannot revoke its token at %s (%s)", server, endpoint,
-                       type(exc).__name__)
+        logger.warning("upstream %s: cannot revoke its token at %s (%s); %s", server,
+                       endpoint, type(exc).__name__, _NOT_REVOKED)
+
+
+_NOT_REVOKED = ("the sign-in is forgotten here all the same; its token stays valid at "
+                "the authorization server until it expires by itself (or revoke the "
+                "gateway's access on the provider's settings page)")
+_DESCRIBED = 120  # characters of an error_description quoted, at most
+
+
+def _refusal(answer: httpx2.Response, sent: list[str]) -> str:
+    """A revocation's refusal in words: its HTTP status, its OAuth ``error`` code when it
+    gave one, and its ``error_description`` on one line, masked (it may echo the token
+    sent: ``sent``'s values and any credential-like text) and cut short."""
+    try:
+        data = answer.json()
+    except ValueError:
+        data = None
+    code = error_code(data)
+    if code is None:
+        return f"HTTP {answer.status_code}"
+    said = data.get("error_description") if isinstance(data, dict) else None
+    said = " ".join(mask_text(said, sent).split()) if isinstance(said, str) else ""
+    said = said if len(said) <= _DESCRIBED else said[:_DESCRIBED - 3] + "..."
+    return f"HTTP {answer.status_code}, {code}" + (f": {said!r}" if said else "")

@@ -67,9 +67,9 @@ from fast_mcp_gateway.upstream.session import (
 )
 from fast_mcp_gateway.upstream.sign_in import wait_signed_in
 from fast_mcp_gateway.upstream.stats import ReplicaAccounting
-from fast_mcp_gateway.upstream.stdio_tap import STOP_GRACE, TappedStdioTransport
+from fast_mcp_gateway.upstream.stdio_tap import STOP_GRACE
 from fast_mcp_gateway.upstream.transitions import tell_transition
-from fast_mcp_gateway.upstream.transports import TransportFactory, default_transport, relay_options
+from fast_mcp_gateway.upstream.transports import TransportFactory, default_transport, fit_transport
 
 if TYPE_CHECKING:
     from fastmcp.client.transports import ClientTransport
@@ -329,8 +329,10 @@ class Supervisor:
         try:
             await self._attempt(hold=False)
         except Exception as exc:
-            self.last_error = self._loop or self._explain_failure(exc)
-            self._set_state(UpstreamState.FAILED)
+            error = self._loop or self._explain_failure(exc)
+            out = self._signed_out  # a person must sign in: a wait, as ``run`` says
+            self.last_error = out.detail if out is not None else error
+            self._set_state(UpstreamState.FAILED if out is None else UpstreamState.SIGNED_OUT)
             raise
         finally:
             self._first_attempt.set()
@@ -368,14 +370,7 @@ class Supervisor:
                 stderr_inode, stderr_writer = open_stderr(
                     tg, early.stderr_fd if early else None, self._stderr, stderr_done)
             transport = self._transport = self._transport_factory(self.config, stderr_writer)
-            if isinstance(transport, TappedStdioTransport):
-                transport.max_message_bytes = self.config.max_message_bytes
-                transport.protocol_listener = self.protocol_error
-                transport.adopt = early.process if early is not None else None
-            elif hasattr(transport, "label"):  # the HTTP ones: their log lines name us
-                transport.label, transport.idle = self.label, self._stats.idle  # type: ignore[attr-defined]
-                transport.on_lost = self.session_lost  # type: ignore[attr-defined]
-                transport.on_signed_out = self.signed_out_held  # type: ignore[attr-defined]
+            options = fit_transport(transport, self, self._stats.idle, early and early.process)
             started = anyio.current_time()
             try:
                 with anyio.CancelScope() as scope:
@@ -384,7 +379,7 @@ class Supervisor:
                         scope.cancel()
                     tg.start_soon(watch.run, scope, self._still_connecting)
                     async with transport.connect_session(
-                        transport_options=relay_options(transport), **self._hooks.session_kwargs()
+                        transport_options=options, **self._hooks.session_kwargs()
                     ) as session:
                         self.tap = getattr(transport, "tap", None)
                         self.end = getattr(transport, "end", None)

@@ -65,6 +65,25 @@ def default_transport(config: ServerConfig, stderr: TextIO | None) -> ClientTran
     return transport
 
 
+def fit_transport(transport: ClientTransport, sup: Any, idle: Any, adopt: Any
+                  ) -> TransportOptions | None:
+    """Fit one connect attempt's ``transport`` to its replica's ``Supervisor`` ``sup``
+    and return the ``transport_options`` its session opens with (``relay_options``):
+    a stdio one its message size limit, its protocol-error listener and the process
+    spawned early (``adopt``, else None); an HTTP one the replica's label (its log lines
+    name it), its ``idle`` clock and the listeners of a session the server forgot or of
+    a sign-in lost.  Any other (a test's fastmcp transport) is left as it is."""
+    if isinstance(transport, TappedStdioTransport):
+        transport.max_message_bytes = sup.config.max_message_bytes
+        transport.protocol_listener = sup.protocol_error
+        transport.adopt = adopt
+    elif hasattr(transport, "label"):  # the HTTP ones
+        transport.label, transport.idle = sup.label, idle  # type: ignore[attr-defined]
+        transport.on_lost = sup.session_lost  # type: ignore[attr-defined]
+        transport.on_signed_out = sup.signed_out_held  # type: ignore[attr-defined]
+    return relay_options(transport)
+
+
 def relay_options(transport: ClientTransport) -> TransportOptions | None:
     """The ``transport_options`` a session of ``transport`` is opened with: every
     session is a ``RelaySession`` (results are relayed, not validated here).  The

@@ -40,6 +40,7 @@ import anyio.abc
 import httpx2
 
 from fast_mcp_gateway.config.schema import ServerConfig
+from fast_mcp_gateway.config.upstream_auth import endpoint_problem
 from fast_mcp_gateway.errors import GatewayError, SignInFailed, SignInRequired, UpstreamError
 from fast_mcp_gateway.store.base import StorageError
 from fast_mcp_gateway.store.credentials import OWNER_GATEWAY, StoredCredential
@@ -146,11 +147,26 @@ class _Flow:
         self.published.set()
 
     async def check_endpoints(self, request: Any) -> None:
-        """Before each request of the flow (an httpx hook) and the link: the endpoints
-        its authorization server's metadata names, once discovered, are https."""
+        """Before each request of the flow (an httpx hook) and the link: the request's
+        URL is https (http only on loopback) unless on the configured ``url:``'s own
+        origin -- the first hop too: the authorization server the protected-resource
+        metadata names -- and the endpoints its metadata names, once discovered."""
         meta = self._provider.context.oauth_metadata if self._provider else None
         if (problem := discovered_problem(meta)) is not None:
             raise self._fail(problem)
+        if request is not None and (problem := self._off_origin(str(request.url))):
+            raise self._fail(problem)
+
+    def _off_origin(self, url: str) -> str | None:
+        """Why the flow may not send a request to ``url``, or None."""
+        assert self.config.url is not None
+        mine, there = urlsplit(self.config.url), urlsplit(url)
+        if (there.scheme, there.netloc) == (mine.scheme, mine.netloc) or \
+                (problem := endpoint_problem(url)) is None:
+            return None
+        return (f"its sign-in would ask {mask_text(url)}, named by its protected-resource "
+                f"or authorization server metadata, that is not https: {problem}; have the "
+                "server publish https:// authorization servers: nothing was sent there")
 
     async def callback(self) -> Any:
         """The SDK's callback handler: the person's browser came back."""

@@ -450,9 +450,11 @@ class SignIns:
                 return flow
         return self._ended.get(state) if state else None
 
-    async def sign_out(self, server: str) -> bool:
+    async def sign_out(self, server: str, tls: Any = None) -> bool:
         """Forget ``server``'s sign-in (revoked at its authorization server first, best
-        effort) and end its sessions: its replicas become ``signed_out``."""
+        effort, under the server's ``tls:``: the running one's, else ``tls``, as
+        ``mcp-gateway logout`` reads it from the file) and end its sessions: its replicas
+        become ``signed_out``."""
         try:
             found = await self.book.load(server)
         except Exception:  # noqa: BLE001 - a row that does not open is deleted all the same
@@ -460,7 +462,7 @@ class SignIns:
         if found is not None:
             running = self._manager is not None and server in self._manager.services
             await revoke(server, *found, self._manager.get(server).config.tls if running
-                         else None)
+                         else tls)
         gone = await self.book.forget(server) > 0
         # A session held lets its calls in flight finish; new calls are told these words.
         forget_tokens(server, self.book, SignInRequired(

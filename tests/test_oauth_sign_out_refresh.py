@@ -1,8 +1,8 @@
-"""Signing out while a refresh of the same sign-in is under way (upstream/bearer.py
-``TokenSlot``'s sign-out generation, upstream/oauth_grant.py's conditional save): the
-refresh's answer, come back after the sign-out, neither stores the sign-in again nor
-puts its token back in use.  Real loopback authorization server and protected MCP
-server (tests/oauth_servers.py), a real SQLite file.
+"""Signing out (or removing the server) while a refresh of the same sign-in is under
+way (upstream/bearer.py ``TokenSlot``'s sign-out generation, upstream/oauth_grant.py's
+conditional save): the refresh's answer, come back after the sign-out, neither stores
+the sign-in again nor puts its token back in use.  Real loopback authorization server
+and protected MCP server (tests/oauth_servers.py), a real SQLite file.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ class HeldToken:
         return asgi
 
 
-async def test_a_refresh_under_way_does_not_undo_a_sign_out(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["gateway_sign_out", "gateway_remove_server"])
+async def test_a_refresh_under_way_does_not_undo_a_sign_out(tmp_path: Path, how: str) -> None:
     held = HeldToken()
     async with signing_upstream(fault=held) as (provider, url):  # type: ignore[arg-type]
         gw = gateway(url, tmp_path / "gateway.db", free_port())
@@ -68,12 +69,11 @@ async def test_a_refresh_under_way_does_not_undo_a_sign_out(tmp_path: Path) -> N
             async with anyio.create_task_group() as tg:
                 tg.start_soon(call)
                 await held.arrived.wait()  # the refresh is at the authorization server
-                out = await client.call_tool("gateway_sign_out", {"name": "tickets"})
-                assert out.structured_content is not None
-                assert out.structured_content["signed_out"] is True
+                await client.call_tool(how, {"name": "tickets"})
                 held.release.set()
                 await done.wait()
             assert await gw.sign_ins.book.load("tickets") is None  # not stored again
-            await state_is(gw, UpstreamState.SIGNED_OUT)
+            if how == "gateway_sign_out":
+                await state_is(gw, UpstreamState.SIGNED_OUT)
             for slot in gw.sign_ins.book.slots.values():
                 assert slot.token is None  # its token is not back in use

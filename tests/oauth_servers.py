@@ -138,18 +138,24 @@ async def issuer_and_upstream(issuer: Issuer, gate: Gate | None = None,
 class TokenFault:
     """What the token endpoint answers instead of itself while ``answer`` is set (a
     proxy's page, an empty body): (status, content type, body); ``seen`` counts them.
-    ``published`` overrides fields of its RFC 8414 metadata (an endpoint it names)."""
+    ``published`` overrides fields of its RFC 8414 metadata (an endpoint it names),
+    ``resource`` those of the protected resource's RFC 9728 metadata."""
 
     def __init__(self) -> None:
         self.answer: tuple[int, str, bytes] | None = None
         self.seen = 0
         self.published: dict[str, str] = {}
+        self.resource: dict[str, Any] = {}  # the same, of its RFC 9728 metadata
 
     def around(self, app: Any) -> Any:
         async def asgi(scope: Any, receive: Any, send: Any) -> None:
             if scope["type"] == "http" and self.published and scope["path"].startswith(
                     "/.well-known/oauth-authorization-server"):
-                await self._metadata(app, scope, receive, send)
+                await self._metadata(app, scope, receive, send, self.published)
+                return
+            if scope["type"] == "http" and self.resource and scope["path"].startswith(
+                    "/.well-known/oauth-protected-resource"):
+                await self._metadata(app, scope, receive, send, self.resource)
                 return
             if scope["type"] == "http" and scope["path"] == "/token" \
                     and self.answer is not None:
@@ -160,7 +166,8 @@ class TokenFault:
             await app(scope, receive, send)
         return asgi
 
-    async def _metadata(self, app: Any, scope: Any, receive: Any, send: Any) -> None:
+    async def _metadata(self, app: Any, scope: Any, receive: Any, send: Any,
+                        published: dict[str, Any]) -> None:
         import json
 
         sent: list[Any] = []
@@ -171,7 +178,7 @@ class TokenFault:
         await app(scope, receive, keep)
         start = sent[0]
         data = {**json.loads(b"".join(m.get("body", b"") for m in sent[1:])),
-                **self.published}
+                **published}
         await Response(json.dumps(data).encode(), start["status"],
                        media_type="application/json")(scope, receive, send)
 

@@ -39,6 +39,10 @@ async def test_a_token_answer_without_an_oauth_code_is_tried_again(
             assert (body[:20].decode() if body else "an empty body") in error
             assert "the gateway tries again" in error
             assert "refused the client" not in error
+            listed = await client.call_tool("gateway_list_servers", {"detail": True})
+            [row] = [r for r in listed.structured_content["servers"]  # type: ignore[index]
+                     if r["name"] == "tickets"]
+            assert row["sign_in"]["state"] == "no_token"  # (review30: "signed_out")
             fault.answer = None  # the proxy is fixed: tokens again
             await until(lambda: up.state is UpstreamState.READY)
             assert (await client.call_tool("tickets_add", {"a": 2, "b": 3})).data == 5

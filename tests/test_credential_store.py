@@ -59,6 +59,20 @@ async def test_a_sign_in_is_kept_replaced_listed_and_forgotten(store: Store) -> 
     assert "access-token" not in repr(got)
 
 
+async def test_a_refresh_replaces_only_the_row_it_read(store: Store) -> None:  # noqa: F811
+    seal = CredentialSeal([KEY])  # (a sign-out meanwhile is not undone: no row made again)
+    assert not await store.replace_credential(row("linear", seal, at=2000.0), 1000.0)
+    assert await store.credential("linear", OWNER_GATEWAY) is None
+    await store.put_credential(row("linear", seal))
+    assert not await store.replace_credential(row("linear", seal, at=3000.0), 999.0)
+    assert await store.replace_credential(row("linear", seal, at=2000.0), 1000.0)
+    got = await store.credential("linear", OWNER_GATEWAY)
+    assert got is not None and got.updated_at == 2000.0 and seal.open(got) == SECRETS
+    await store.delete_credentials("linear")
+    assert not await store.replace_credential(row("linear", seal, at=3000.0), 2000.0)
+    assert await store.credentials() == []
+
+
 async def test_the_sqlite_file_never_holds_a_secret_in_clear(tmp_path: Path) -> None:
     path = tmp_path / "gateway.db"
     store = await open_store(f"sqlite://{path}")  # noqa: F811

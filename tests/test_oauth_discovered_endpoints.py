@@ -39,3 +39,22 @@ async def test_a_discovered_http_endpoint_off_loopback_is_refused(
                    f"'http://auth.example.invalid/{field}' must be https://" in error, error
             assert "have the authorization server publish https:// endpoints" in error
             assert not provider.clients  # refused before the registration
+
+
+async def test_an_http_authorization_server_off_loopback_is_not_even_asked(
+        tmp_path: Path) -> None:
+    """The first hop: the protected resource's metadata names an http:// authorization
+    server on another host; its metadata is not fetched (review30: only endpoints
+    already discovered were checked)."""
+    fault = TokenFault()
+    fault.resource = {"authorization_servers": ["http://auth.example.invalid/"]}
+    async with signing_upstream(fault=fault) as (provider, url):
+        gw = gateway(url, tmp_path / "gateway.db", free_port())
+        async with running(gw) as client:
+            await state_is(gw, UpstreamState.SIGNED_OUT)
+            with pytest.raises(ToolError) as caught:
+                await client.call_tool("gateway_sign_in", {"name": "tickets"})
+            error = str(caught.value)
+            assert "would ask http://auth.example.invalid/.well-known/" in error, error
+            assert "that is not https: " in error and "nothing was sent there" in error
+            assert not provider.clients

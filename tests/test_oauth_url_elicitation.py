@@ -100,6 +100,7 @@ async def test_a_call_asks_the_host_to_sign_in_and_then_runs(
             [asked] = person.asked
             assert asked.url.startswith(url.rsplit("/mcp", 1)[0]) and "state=" in asked.url
             assert "Sign in to 'tickets'" in asked.message
+            assert "(it expires in 10 min, at " in asked.message  # (review30: "9 min")
             if mode == "legacy":  # told the flow is done, by the id it was given
                 assert asked.elicitation_id and asked.elicitation_id.startswith(
                     "sign-in-tickets-")

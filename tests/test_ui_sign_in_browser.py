@@ -83,6 +83,8 @@ def test_an_admin_signs_a_server_in_from_the_dashboard(
                 assert "state=" in href and "code_challenge=" in href
                 expect(page.locator("#sign-in-link")).to_contain_text(
                     f"http://127.0.0.1:{port}/oauth/callback")
+                # A fresh 10-minute link says 10 (review30: "valid 9 min").
+                expect(page.locator("#sign-in-link")).to_contain_text("(expires in 10 min, at ")
                 # A second press while it waits shows the same link (one pending sign-in).
                 page.get_by_role("button", name="Sign in", exact=True).click()
                 expect(page.locator("#sign-in-link a")).to_have_attribute("href", href)

@@ -86,7 +86,7 @@ async def _sign(args: argparse.Namespace, settings: Any, store: Any, config: Any
     # nothing could forget or revoke it); audited as the tool is (sec29: it was not).
     if args.command == "logout" and (oauth or await store.credential(args.server,
                                                                      OWNER_GATEWAY)):
-        gone = await sign_ins.sign_out(args.server)
+        gone = await sign_ins.sign_out(args.server, server.tls if server else None)
         await store.add_audit("cli", "sign_out", args.server, None,
                               "forgotten" if gone else "none held")
         print(f"'{args.server}' is signed out" if gone else f"'{args.server}' held no "

@@ -42,6 +42,7 @@ from fast_mcp_gateway.errors import SignInRequired
 from fast_mcp_gateway.front.parkable import Parkable
 from fast_mcp_gateway.upstream.model import UpstreamState
 from fast_mcp_gateway.upstream.sign_in import Pending, SignIns, current_sign_ins
+from fast_mcp_gateway.upstream.sign_in_page import valid_for
 from fast_mcp_gateway.upstream.url_asks import teller
 
 logger = logging.getLogger(__name__)
@@ -74,13 +75,13 @@ def _may_sign_in(call: Parkable, sign_ins: SignIns) -> bool:
 
 
 def _params(server: str, pending: Pending, modern: bool) -> types.ElicitRequestURLParams:
-    minutes = max(1, int(pending.expires_at - time.time()) // 60)
     # One id per flow (hosts sharing it are told its end by the same id); a digest, so
     # it says nothing of the link's state.
     flow = hashlib.sha256(pending.url.encode()).hexdigest()[:32]
     return types.ElicitRequestURLParams(
-        message=f"Sign in to '{server}' to use it: open this link (it expires in "
-                f"{minutes} min). The call goes on once you have signed in.",
+        message=f"Sign in to '{server}' to use it: open this link (it "
+                f"{valid_for(pending.expires_at, time.time())}). The call goes on once you "
+                "have signed in.",
         url=pending.url, elicitation_id=None if modern else f"sign-in-{server}-{flow}")
 
 

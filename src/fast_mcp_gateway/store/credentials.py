@@ -73,6 +73,11 @@ class CredentialStore(Protocol):
         """Keep ``row``, replacing the one of its (server, owner)."""
         ...
 
+    async def replace_credential(self, row: StoredCredential, read_at: float) -> bool:
+        """Keep ``row`` over the one of its (server, owner) only if that one is still
+        the one stored at ``read_at`` (no insert): whether it was."""
+        ...
+
     async def delete_credentials(self, server: str, owner: str | None = None) -> int:
         """Forget ``server``'s row of ``owner`` (None: every owner's); how many went."""
         ...
@@ -96,6 +101,13 @@ class SQLiteCredentials:
     async def put_credential(self, row: StoredCredential) -> None:
         await self._db.run(f"INSERT OR REPLACE INTO upstream_credentials ({COLUMNS})"
                            f" VALUES ({', '.join('?' * 12)})", _row(row))
+
+    async def replace_credential(self, row: StoredCredential, read_at: float) -> bool:
+        sets = ", ".join(f"{c} = ?" for c in COLUMNS.split(", ")[2:])
+        cur = await self._db.run(
+            f"UPDATE upstream_credentials SET {sets} WHERE server = ? AND owner = ?"
+            " AND updated_at = ?", (*_row(row)[2:], row.server, row.owner, read_at))
+        return int(cur.rowcount) > 0
 
     async def delete_credentials(self, server: str, owner: str | None = None) -> int:
         cur = await self._db.run(
@@ -131,6 +143,17 @@ class PgCredentials:
                 f" ({', '.join(f'${n}' for n in range(1, 13))})"
                 f" ON CONFLICT (server, owner) DO UPDATE SET {updates}", *_row(row))
 
+    async def replace_credential(self, row: StoredCredential, read_at: float) -> bool:
+        names = COLUMNS.split(", ")[2:]
+        sets = ", ".join(f"{c} = ${n}" for n, c in enumerate(names, 1))
+        n = len(names)
+        async with self._written() as conn:
+            status = await conn.execute(
+                f"UPDATE upstream_credentials SET {sets} WHERE server = ${n + 1}"
+                f" AND owner = ${n + 2} AND updated_at = ${n + 3}",
+                *_row(row)[2:], row.server, row.owner, read_at)
+        return int(str(status).rsplit(" ", 1)[-1] or 0) > 0
+
     async def delete_credentials(self, server: str, owner: str | None = None) -> int:
         async with self._written() as conn:
             status = await conn.execute(
@@ -154,6 +177,13 @@ class MemoryCredentials:
 
     async def put_credential(self, row: StoredCredential) -> None:
         self._credentials[row.server, row.owner] = row
+
+    async def replace_credential(self, row: StoredCredential, read_at: float) -> bool:
+        old = self._credentials.get((row.server, row.owner))
+        if old is None or old.updated_at != read_at:
+            return False
+        self._credentials[row.server, row.owner] = row
+        return True
 
     async def delete_credentials(self, server: str, owner: str | None = None) -> int:
         gone = [k for k in self._credentials if k[0] == server and owner in (None, k[1])]

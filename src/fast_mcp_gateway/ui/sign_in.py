@@ -22,6 +22,7 @@ from fast_mcp_gateway.errors import GatewayError
 from fast_mcp_gateway.ui.core import Page, Ui
 from fast_mcp_gateway.ui.pages import detail_context, server_name
 from fast_mcp_gateway.upstream.sign_in import current_sign_ins
+from fast_mcp_gateway.upstream.sign_in_page import valid_for
 
 
 async def start(page: Page) -> Response:
@@ -36,9 +37,9 @@ async def start(page: Page) -> Response:
         return page.render("server.html", 409, flash=f"Cannot sign in: {exc}",
                            **await detail_context(page, name))
     await page.ctx.audit(page.actor, "sign_in", name, None, "link given")
-    minutes = max(0, int(pending.expires_at - time.time())) // 60
     return page.render(
-        "server.html", sign_in={"url": pending.url, "minutes": minutes,
+        "server.html", sign_in={"url": pending.url,
+                                "valid": valid_for(pending.expires_at, time.time()),
                                 "callback": sign_ins.redirect_uri},
         flash=f"Sign-in to '{name}' started: open the sign-in link below.",
         **await detail_context(page, name))

@@ -13,6 +13,9 @@ transport) puts it on every request.
 * Renewed before expiry: once ``now >= expires_at - margin`` (margin: 10 % of the
   lifetime, at least 60 s, at most half of it), and once after a 401 (the request
   resent once with the new token: the SDK's requests are repeatable).
+* A sign-out voids a renewal under way (``sign_outs``, bumped by ``signed_out``): its
+  token is not used (``SignInRequired``), and its refresh writes only over the row it
+  read (``CredentialBook.save(over=...)``): no row comes back once signed out.
 * Never an interactive flow here.  A renewal that fails on the request path leaves
   the old token in use (it may still be good); a 401 it cannot cure ends the session
   (``on_refused``: the supervisor reconnects, and ``ready`` at the connect raises
@@ -74,6 +77,8 @@ class TokenSlot:
         self._lock = anyio.Lock()
         self._failed: tuple[int, float, SignInFailed | SignInRequired] | None = None
         self._refused = -1  # the version of a token the server refused (HTTP 401)
+        self.sign_outs = 0  # bumped by each sign-out: a renewal under way then is void
+        self._why_out: SignInRequired | None = None
         self.bearers: weakref.WeakSet[BearerAuth] = weakref.WeakSet()  # told of a sign-out
 
     def signed_out(self, required: SignInRequired | None) -> None:
@@ -81,6 +86,7 @@ class TokenSlot:
         in flight finish, new ones are refused: ``Supervisor.signed_out_held``); None:
         none to tell (the server was removed)."""
         self.token, self.version = None, self.version + 1
+        self.sign_outs, self._why_out = self.sign_outs + 1, required
         for bearer in list(self.bearers):
             if required is not None:
                 bearer.signed_out(required)
@@ -116,11 +122,14 @@ class TokenSlot:
                     and self._clock() - failed[1] < RETRY_AFTER:
                 raise failed[2]
             self.renewals += 1
+            sign_outs = self.sign_outs
             try:
                 token = await self._grant.fetch(self.token)
             except NO_TOKEN as exc:  # (version, when, why)
                 self._failed = (self.version, self._clock(), exc)
                 raise
+            if self.sign_outs != sign_outs:  # signed out (or removed) while it ran
+                raise self._why_out or SignInRequired(self.server, "signed out")
             self.token, self._failed = token, None
             self.version += 1
             return token

@@ -11,13 +11,14 @@ one and sets ``BOOK`` for the tasks it starts.
 each time: a token stored meanwhile (another process's ``login``, a refresh by another
 gateway on the same PostgreSQL) is taken as it is; a due one is refreshed at the stored
 token endpoint with the stored client and ``resource`` (RFC 8707: the same as at the
-sign-in), and the row updated.  No row, no refresh token, or a refresh the
-authorization server refuses with a code saying the grant is dead (``invalid_grant``,
-``invalid_client``, ``unauthorized_client``) is ``SignInRequired``: the replica is
-``signed_out`` until someone signs in (``CredentialBook.signed_in_event``).  Any other
-answer (a proxy's HTML page, an empty 400) keeps the tokens: ``SignInFailed``
-(retryable: the supervisor's backoff) quoting the status and the answer's first
-characters, masked.
+sign-in), and the row updated -- only if it is still the row read (a sign-out or
+a new sign-in meanwhile is not undone; no row is made again).  No row, no refresh
+token, or a refresh the authorization server refuses with a code saying the grant
+is dead (``invalid_grant``, ``invalid_client``, ``unauthorized_client``) is
+``SignInRequired``: the replica is ``signed_out`` until someone signs in
+(``CredentialBook.signed_in_event``).  Any other answer (a proxy's HTML page, an
+empty 400) keeps the tokens: ``SignInFailed`` (retryable: the supervisor's backoff)
+quoting the status and the answer's first characters, masked.
 """
 
 from __future__ import annotations
@@ -111,10 +112,18 @@ class CredentialBook:
         self.seen[server] = row
         return row, self.seal().open(row)
 
-    async def save(self, row: StoredCredential, secrets: dict[str, Any]) -> None:
-        sealed = self.seal().seal(row.server, row.owner, secrets)
-        await self.store.put_credential(StoredCredential(**{**row.__dict__, "sealed": sealed}))
+    async def save(self, row: StoredCredential, secrets: dict[str, Any],
+                   over: float | None = None) -> bool:
+        """Keep ``row``; ``over``: only over the row stored at that time (a refresh of
+        the row it read: none comes back once signed out), whether it was kept."""
+        sealed = StoredCredential(**{**row.__dict__, "sealed": self.seal().seal(
+            row.server, row.owner, secrets)})
+        if over is None:
+            await self.store.put_credential(sealed)
+        elif not await self.store.replace_credential(sealed, over):
+            return False
         self.seen[row.server] = row
+        return True
 
     async def forget(self, server: str) -> int:
         self.seen.pop(server, None)
@@ -259,7 +268,7 @@ class RefreshGrant:
                    f"{at_utc(self._clock())}{f' ({code})' if code else ''}")
             kept = {"client": client, "why": why,  # the registration stays: no new DCR
                     **({"settings": secrets["settings"]} if "settings" in secrets else {})}
-            await book.save(row, kept)
+            await book.save(row, kept, over=row.updated_at)  # (signed out meanwhile: gone)
             logger.warning("upstream %s: refresh refused, signed out", self.server)
             raise self._required(why)
         token = token_of(data, self._clock()) if response.status_code == 200 \
@@ -274,12 +283,17 @@ class RefreshGrant:
                 f"({f'error {code}' if code else quoted_answer(response)}); the sign-in is kept "
                 "and the gateway tries again", retryable=True)
         refresh = token.refresh or tokens["refresh_token"]  # RFC 6749 6: may keep the old
-        await book.save(
-            StoredCredential(**{**row.__dict__, "expires_at": token.expires_at,
-                                "updated_at": self._clock(), "updated_by": "refresh"}),
-            {**secrets, "client": client,
-             "tokens": {"access_token": token.access, "refresh_token": refresh,
-                        "lifetime": token.lifetime}})
+        if not await book.save(
+                StoredCredential(**{**row.__dict__, "expires_at": token.expires_at,
+                                    "updated_at": self._clock(), "updated_by": "refresh"}),
+                {**secrets, "client": client,
+                 "tokens": {"access_token": token.access, "refresh_token": refresh,
+                            "lifetime": token.lifetime}}, over=row.updated_at):
+            # The row it read is gone (signed out, removed) or replaced (a new sign-in,
+            # another gateway's refresh): the stored one, if any, is the one to use.
+            if (newer := await self._refreshed_meanwhile(book, tokens)) is not None:
+                return newer
+            raise self._required("signed out while its token was refreshed")
         logger.info("upstream %s: token refreshed at %s%s", self.server, endpoint,
                     f" (valid {token.lifetime:.0f} s)" if token.lifetime else "")
         return Token(access=token.access, expires_at=token.expires_at,

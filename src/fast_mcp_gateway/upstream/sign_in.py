@@ -40,6 +40,7 @@ import anyio.abc
 import httpx2
 
 from fast_mcp_gateway.config.schema import ServerConfig
+from fast_mcp_gateway.config.upstream_auth import endpoint_problem
 from fast_mcp_gateway.errors import GatewayError, SignInFailed, SignInRequired, UpstreamError
 from fast_mcp_gateway.store.base import StorageError
 from fast_mcp_gateway.store.credentials import OWNER_GATEWAY, StoredCredential
@@ -146,11 +147,26 @@ class _Flow:
         self.published.set()
 
     async def check_endpoints(self, request: Any) -> None:
-        """Before each request of the flow (an httpx hook) and the link: the endpoints
-        its authorization server's metadata names, once discovered, are https."""
+        """Before each request of the flow (an httpx hook) and the link: the request's
+        URL is https (http only on loopback) unless on the configured ``url:``'s own
+        origin -- the first hop too: the authorization server the protected-resource
+        metadata names -- and the endpoints its metadata names, once discovered."""
         meta = self._provider.context.oauth_metadata if self._provider else None
         if (problem := discovered_problem(meta)) is not None:
             raise self._fail(problem)
+        if request is not None and (problem := self._off_origin(str(request.url))):
+            raise self._fail(problem)
+
+    def _off_origin(self, url: str) -> str | None:
+        """Why the flow may not send a request to ``url``, or None."""
+        assert self.config.url is not None
+        mine, there = urlsplit(self.config.url), urlsplit(url)
+        if (there.scheme, there.netloc) == (mine.scheme, mine.netloc) or \
+                (problem := endpoint_problem(url)) is None:
+            return None
+        return (f"its sign-in would ask {mask_text(url)}, named by its protected-resource "
+                f"or authorization server metadata, that is not https: {problem}; have the "
+                "server publish https:// authorization servers: nothing was sent there")
 
     async def callback(self) -> Any:
         """The SDK's callback handler: the person's browser came back."""
@@ -434,9 +450,11 @@ class SignIns:
                 return flow
         return self._ended.get(state) if state else None
 
-    async def sign_out(self, server: str) -> bool:
+    async def sign_out(self, server: str, tls: Any = None) -> bool:
         """Forget ``server``'s sign-in (revoked at its authorization server first, best
-        effort) and end its sessions: its replicas become ``signed_out``."""
+        effort, under the server's ``tls:``: the running one's, else ``tls``, as
+        ``mcp-gateway logout`` reads it from the file) and end its sessions: its replicas
+        become ``signed_out``."""
         try:
             found = await self.book.load(server)
         except Exception:  # noqa: BLE001 - a row that does not open is deleted all the same
@@ -444,7 +462,7 @@ class SignIns:
         if found is not None:
             running = self._manager is not None and server in self._manager.services
             await revoke(server, *found, self._manager.get(server).config.tls if running
-                         else None)
+                         else tls)
         gone = await self.book.forget(server) > 0
         # A session held lets its calls in flight finish; new calls are told these words.
         forget_tokens(server, self.book, SignInRequired(

@@ -43,7 +43,7 @@ def valid_for(expires_at: float, now: float) -> str:
     return f"expires in {math.ceil(left / 60)} min, at {until}"
 
 
-_DISCOVERED = ("token_endpoint", "authorization_endpoint", "registration_endpoint",
+_DISCOVERED = ("issuer", "token_endpoint", "authorization_endpoint", "registration_endpoint",
                "revocation_endpoint")
 
 

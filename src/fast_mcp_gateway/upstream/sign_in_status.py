@@ -1,7 +1,8 @@
-"""What status surfaces say of a server's sign-in (``auth:``): signed in, signed out or
-a sign-in pending, until when its token is valid, its authorization server and scopes
--- never a token (``gateway_status``/``gateway_list_servers``, REST
-``/api/v1/servers``, ``mcp-gateway check``)."""
+"""What status surfaces say of a server's sign-in (``auth:``): signed in, signed out, a
+sign-in pending, or (``client_credentials``, which nobody signs in to) no token yet;
+until when its token is valid, its authorization server and scopes -- never a token
+(``gateway_status``/``gateway_list_servers``, REST ``/api/v1/servers``,
+``mcp-gateway check``)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,12 @@ from fast_mcp_gateway.upstream.model import UpstreamState
 class SignInStatus(BaseModel):
     """A server's sign-in (``auth:``), without any value."""
 
-    state: Literal["signed_in", "signed_out", "pending"] = Field(
+    state: Literal["signed_in", "signed_out", "pending", "no_token"] = Field(
         description="signed_in: it holds a token; signed_out: none (gateway_sign_in or "
-        "'mcp-gateway login' signs it in); pending: a sign-in link waits for its person")
+        "'mcp-gateway login' signs it in); pending: a sign-in link waits for its person; "
+        "no_token: a client_credentials server got no token yet (nobody signs in: the "
+        "gateway asks its token endpoint again by itself; its last_error says why, "
+        "check auth.client_id, client_secret and token_url or issuer)")
     expires_at: float | None = Field(
         default=None, description="unix seconds: when its access token ends (renewed "
         "before by itself); null when unknown")
@@ -39,8 +43,11 @@ def sign_in_status(config: ServerConfig, state: UpstreamState,
     slot = book.slots.get((config.name, auth, config.url)) if book is not None else None
     token = slot.token if slot is not None else None
     row = book.seen.get(config.name) if book is not None else None
-    if sign_ins is not None and sign_ins.pending(config.name):
-        said: Literal["signed_in", "signed_out", "pending"] = "pending"
+    said: Literal["signed_in", "signed_out", "pending", "no_token"]
+    if auth.type == "client_credentials":
+        said = "no_token" if token is None else "signed_in"  # (no sign-in to advise)
+    elif sign_ins is not None and sign_ins.pending(config.name):
+        said = "pending"
     elif state is UpstreamState.SIGNED_OUT or token is None:
         said = "signed_out"
     else:
